@@ -1,0 +1,74 @@
+# Verify Line: the two commands a newcomer needs are `make up` and `make test`
+# (fresh Debian 12, as root). Everything they need is installed from here.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+VL := $(VENV)/bin/verifyline
+APT_OPTS := -o Acquire::Check-Valid-Until=false -o Dpkg::Use-Pty=0
+# host command -> Debian package that provides it
+HOST_TOOLS := debootstrap:debootstrap sipp:sip-tester curl:curl ps:procps
+PYTEST_ARGS ?=
+
+.PHONY: help install host-tools venv asterisk up down test lint unit e2e prompts doctor clean
+
+help:
+	@echo "make up      install what is needed, start the line on loopback with a demo roster"
+	@echo "make test    the whole suite: lint, unit tests, end-to-end tests on real Asterisk"
+	@echo "make install install only (host tools, .venv, Asterisk chroot); start nothing"
+	@echo "make down    stop the lab;  make doctor  check it;  make prompts  re-render prompts"
+
+install: host-tools venv asterisk
+
+host-tools:
+	@need=(); for pair in $(HOST_TOOLS); do \
+	  command -v "$${pair%%:*}" >/dev/null || need+=("$${pair#*:}"); done; \
+	$(PYTHON) -c 'import ensurepip' 2>/dev/null || need+=(python3-venv); \
+	if (( $${#need[@]} )); then \
+	  echo "apt-get install $${need[*]}"; \
+	  apt-get $(APT_OPTS) update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get $(APT_OPTS) install -y -qq \
+	    --no-install-recommends "$${need[@]}" >/dev/null; \
+	fi
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --disable-pip-version-check -e '.[test]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+asterisk: host-tools
+	@bash asterisk/provision.sh >/dev/null
+
+up: install
+	$(VL) lab up --demo
+
+down:
+	@test -x $(VL) && $(VL) lab down || true
+
+doctor: venv
+	$(VL) doctor
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+unit: venv
+	$(VENV)/bin/python -m pytest tests/unit -q $(PYTEST_ARGS)
+
+e2e: install
+	$(VENV)/bin/python -m pytest tests/e2e -v $(PYTEST_ARGS)
+
+test: install lint
+	$(VENV)/bin/python -m pytest tests -v -rA --durations=10 $(PYTEST_ARGS)
+
+prompts:
+	@command -v espeak-ng >/dev/null && command -v sox >/dev/null || \
+	  (apt-get $(APT_OPTS) update -qq && DEBIAN_FRONTEND=noninteractive \
+	   apt-get $(APT_OPTS) install -y -qq --no-install-recommends espeak-ng sox >/dev/null)
+	$(VENV)/bin/python -m ivr.prompts
+
+clean: down
+	rm -rf var .pytest_cache .mypy_cache .ruff_cache

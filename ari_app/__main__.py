@@ -1,0 +1,3 @@
+from ari_app.cli import main
+
+raise SystemExit(main())

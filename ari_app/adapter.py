@@ -1,0 +1,78 @@
+"""The Telephony port implemented over ARI."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Sequence
+
+from ari_app.client import AriClient, AriError, AriNotFound
+from ivr.prompts import SOUND_FOLDER
+from ivr.telephony import DeskPresence
+
+log = logging.getLogger(__name__)
+
+FALLBACK_CONTEXT = "verifyline-fallback"
+DESK_TECH = "PJSIP"
+_UNSAFE_CALLER_ID = re.compile(r'[^0-9A-Za-z +*#.\-]')
+
+
+class AriTelephony:
+    """Channel and bridge operations for the call state machine, made through ARI."""
+
+    def __init__(self, client: AriClient) -> None:
+        self.client = client
+
+    async def answer(self, channel_id: str) -> None:
+        await self.client.answer(channel_id)
+
+    async def play(self, channel_id: str, playback_id: str, prompts: Sequence[str]) -> None:
+        await self.client.play(channel_id, playback_id,
+                               [f"sound:{SOUND_FOLDER}/{p}" for p in prompts])
+
+    async def stop_playback(self, playback_id: str) -> None:
+        await self.client.stop_playback(playback_id)
+
+    async def ring(self, channel_id: str) -> None:
+        await self.client.ring(channel_id)
+
+    async def stop_ring(self, channel_id: str) -> None:
+        await self.client.stop_ring(channel_id)
+
+    async def originate(self, desk: str, channel_id: str, display: str, caller_number: str,
+                        timeout: float) -> bool:
+        name = _UNSAFE_CALLER_ID.sub("", display)[:60]
+        number = _UNSAFE_CALLER_ID.sub("", caller_number)[:40]
+        try:
+            await self.client.originate(channel_id, f"{DESK_TECH}/{desk}", "desk",
+                                        f'"{name}" <{number}>', int(timeout))
+            # ChannelDestroyed of a leg that never reaches Stasis needs an explicit subscription
+            await self.client.subscribe_channel(channel_id)
+        except AriNotFound:
+            log.info("desk %s: leg %s was gone at once", desk, channel_id)
+            return False
+        except AriError as exc:
+            log.warning("desk %s: could not ring (%s)", desk, exc)
+            return False
+        return True
+
+    async def create_bridge(self, bridge_id: str, channel_ids: Sequence[str]) -> None:
+        await self.client.create_bridge(bridge_id)
+        await self.client.add_to_bridge(bridge_id, channel_ids)
+
+    async def destroy_bridge(self, bridge_id: str) -> None:
+        await self.client.destroy_bridge(bridge_id)
+
+    async def hangup(self, channel_id: str) -> None:
+        await self.client.hangup(channel_id)
+
+    async def continue_to_fallback(self, channel_id: str) -> None:
+        await self.client.continue_in_dialplan(channel_id, FALLBACK_CONTEXT, "s", 1)
+
+    async def desk_presence(self, desks: Sequence[str]) -> dict[str, DeskPresence]:
+        wanted = set(desks)
+        return {
+            e.resource: DeskPresence(registered=e.state == "online", in_use=bool(e.channel_ids))
+            for e in await self.client.endpoints(DESK_TECH)
+            if e.resource in wanted
+        }

@@ -1,0 +1,320 @@
+"""The ``verifyline`` command: run the line, drive the lab, manage the roster, read the log."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import shutil
+import signal
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import httpx
+
+from ari_app import lab
+from ari_app.client import AriClient
+from ari_app.service import LineService
+from ivr import calllog, roster
+from ivr.config import Settings
+from ivr.exceptions import VerifyLineError
+from ivr.store import Store, is_migrated
+
+DEMO_ROSTER = Path(__file__).resolve().parents[1] / "ivr" / "demo_roster.csv"
+
+
+def _settings() -> Settings:
+    return Settings.from_env().with_secrets()
+
+
+def _store(settings: Settings) -> Store:
+    store = Store(settings.db_url)
+    store.migrate()
+    return store
+
+
+# --- serve ---------------------------------------------------------------------------------
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Run the ARI app in the foreground until SIGTERM/SIGINT."""
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("websockets").setLevel(logging.INFO)
+    settings = _settings()
+
+    async def main() -> None:
+        client = AriClient(settings.ari_url, settings.ari_user, settings.ari_password,
+                           settings.app_name)
+        service = LineService(settings, Store(settings.db_url), client)
+        loop = asyncio.get_running_loop()
+        stopping = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stopping.set)
+        runner = asyncio.create_task(service.run())
+        waiter = asyncio.create_task(stopping.wait())
+        done, _ = await asyncio.wait({runner, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        await service.stop()
+        runner.cancel()
+        await client.aclose()
+        if runner in done and runner.exception() is not None:
+            raise runner.exception()  # type: ignore[misc]
+
+    asyncio.run(main())
+    return 0
+
+
+# --- lab -----------------------------------------------------------------------------------
+
+
+def _how_to_call(settings: Settings) -> str:
+    return (
+        f"Verify Line is up on loopback.\n"
+        f"  Call it:      an INVITE from 127.0.0.2 to sip:{settings.line_number}@127.0.0.1:"
+        f"{settings.sip_port}\n"
+        f"                e.g. sipp 127.0.0.1:{settings.sip_port} -sf tests/sipp/caller.xml "
+        f"-s {settings.line_number} -i 127.0.0.2 -m 1 -key digits 123456\n"
+        f"  Desk phones:  register desk1..desk4 at 127.0.0.1:{settings.sip_port} "
+        f"(password lab-deskN)\n"
+        f"  Demo roster:  123456 on duty, 234567 off duty, 345678 card withdrawn, "
+        f"0042 on duty\n"
+        f"  Call log:     verifyline calls list --json\n"
+        f"  Health:       verifyline doctor    Stop: verifyline lab down"
+    )
+
+
+def cmd_lab_up(args: argparse.Namespace) -> int:
+    settings = _settings()
+    inst = lab.up(settings)
+    if args.demo:
+        with _store(settings).session() as s:
+            n = roster.replace_roster(s, roster.parse_csv(DEMO_ROSTER.read_text()))
+        print(f"demo roster loaded ({n} officers)")
+    print(f"Asterisk pid {lab.read_pid(inst.asterisk_pidfile)}, "
+          f"app pid {lab.read_pid(inst.app_pidfile)}; logs in {settings.log_dir}")
+    print(_how_to_call(settings))
+    return 0
+
+
+def cmd_lab_down(args: argparse.Namespace) -> int:
+    stopped = lab.down(Settings.from_env())
+    print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
+    return 0
+
+
+def cmd_lab_app(args: argparse.Namespace) -> int:
+    settings = _settings()
+    inst = lab.instance(settings)
+    if args.action == "stop":
+        print("app stopped" if lab.stop_app(inst) else "app was not running")
+        return 0
+    if lab.read_pid(inst.asterisk_pidfile) is None:
+        raise lab.LabError("Asterisk is not running: start the lab with 'verifyline lab up'")
+    started = lab.start_app(inst)
+    print(f"app {'started' if started else 'already running'}, "
+          f"pid {lab.read_pid(inst.app_pidfile)}")
+    return 0
+
+
+def cmd_lab_cli(args: argparse.Namespace) -> int:
+    print(lab.cli(lab.instance(_settings()), " ".join(args.command)), end="")
+    return 0
+
+
+def cmd_lab_config(args: argparse.Namespace) -> int:
+    settings = _settings()
+    out = Path(args.out)
+    files = lab.render_config(settings, out, str(Path(args.spool).resolve()))
+    for f in files:
+        print(f)
+    return 0
+
+
+def cmd_lab_status(args: argparse.Namespace) -> int:
+    settings = _settings()
+    inst = lab.instance(settings)
+    print(json.dumps({
+        "asterisk_pid": lab.read_pid(inst.asterisk_pidfile),
+        "app_pid": lab.read_pid(inst.app_pidfile),
+        "ari_ready": lab.ari_ready(settings),
+        "app_registered": lab.app_registered(settings),
+        "instance": str(inst.outside),
+    }, indent=2))
+    return 0
+
+
+# --- roster and calls ----------------------------------------------------------------------
+
+
+def cmd_roster_import(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    try:
+        text = Path(args.file).read_text(encoding="utf-8-sig")
+    except OSError as exc:
+        raise VerifyLineError(f"cannot read {args.file}: {exc.strerror}") from None
+    rows = roster.parse_csv(text)
+    with _store(settings).session() as s:
+        n = roster.replace_roster(s, rows)
+    print(f"imported {n} officer(s) from {args.file}")
+    return 0
+
+
+def cmd_calls_list(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    with _store(settings).session() as s:
+        calls = calllog.list_calls(s, args.limit)
+    if args.json:
+        print(json.dumps(calls, indent=2))
+        return 0
+    for c in calls:
+        print(f"{c['id']:>5} {c['started_at']} ref {c['reference']} from "
+              f"{c['caller_number'] or 'withheld'}: {c['warrant_number'] or '-'} "
+              f"{c['roster_result']} -> {c['supervisor'] or 'nobody'} "
+              f"({c['end_reason'] or 'in progress'}, {c['path']})")
+    return 0
+
+
+def cmd_calls_show(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    with _store(settings).session() as s:
+        calls = [c for c in calllog.list_calls(s) if c["id"] == args.id]
+        if not calls:
+            raise VerifyLineError(f"no call with id {args.id}")
+        print(json.dumps({**calls[0], "timeline": calllog.timeline(s, args.id)}, indent=2))
+    return 0
+
+
+# --- doctor --------------------------------------------------------------------------------
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    """Check the parts the line needs; say precisely what is wrong and how to fix it."""
+    problems = 0
+
+    def check(name: str, ok: bool, detail: str, fix: str = "") -> bool:
+        nonlocal problems
+        print(f"{'ok  ' if ok else 'FAIL'} {name}: {detail}" + ("" if ok else f"\n     fix: {fix}"))
+        problems += 0 if ok else 1
+        return ok
+
+    try:
+        settings = _settings()
+    except VerifyLineError as exc:
+        check("settings", False, str(exc), "correct the VERIFYLINE_* variable named above")
+        return 1
+    check("settings", True, f"home {settings.home}, SIP {settings.sip_port}, "
+          f"ARI {settings.ari_port}, line {settings.line_number}")
+    root = lab.cache_root()
+    check("asterisk chroot", lab.chroot_ready(root), str(root),
+          "run 'make install' (as root) to provision it")
+    for tool in ("sipp", "debootstrap"):
+        found = shutil.which(tool)
+        check(tool, found is not None, found or "not found",
+              "run 'make install' (installs sip-tester and debootstrap)")
+    inst = lab.instance(settings)
+    pid = lab.read_pid(inst.asterisk_pidfile)
+    if check("asterisk process", pid is not None, f"pid {pid}" if pid else "not running",
+             "run 'verifyline lab up'"):
+        try:
+            r = httpx.get(f"{settings.ari_url}/ari/asterisk/info",
+                          auth=(settings.ari_user, settings.ari_password), timeout=2)
+            if r.status_code == 401:
+                check("ARI", False, f"{settings.ari_url} refused our credentials",
+                      "the ARI password changed under a running Asterisk: "
+                      "'verifyline lab down' then 'verifyline lab up'")
+            else:
+                version = r.json().get("system", {}).get("version", "?")
+                check("ARI", r.status_code == 200, f"{settings.ari_url} Asterisk {version}",
+                      f"ARI answered {r.status_code}; see {inst.asterisk_log}")
+        except httpx.HTTPError as exc:
+            check("ARI", False, f"{settings.ari_url} unreachable ({exc})",
+                  f"Asterisk runs but its HTTP server does not answer: see {inst.asterisk_log}")
+        app_pid = lab.read_pid(inst.app_pidfile)
+        registered = lab.app_registered(settings)
+        check("ARI app", registered,
+              f"pid {app_pid}, connected" if registered else
+              f"pid {app_pid}, not connected to Asterisk",
+              "run 'verifyline lab app start' (calls meanwhile take the dialplan fallback); "
+              f"log: {settings.log_dir / 'app.log'}")
+        try:
+            out = lab.cli(inst, "pjsip show contacts")
+            desks = sorted({d for d in settings.desks if f"{d}/" in out})
+            check("desk phones", True, f"registered: {', '.join(desks) or 'none'}")
+        except (VerifyLineError, OSError) as exc:
+            check("desk phones", False, str(exc), "see the Asterisk log")
+    try:
+        store = Store(settings.db_url)
+        migrated = is_migrated(store.engine)
+        check("database", migrated, settings.db_url.split("@")[-1] +
+              ("" if migrated else " (no schema)"),
+              "run 'verifyline roster import FILE' or 'verifyline lab up' to create it")
+    except Exception as exc:  # any driver error is a finding, not a crash
+        check("database", False, f"{exc}", "check VERIFYLINE_DB_URL and that the server runs")
+    print("all good" if problems == 0 else f"{problems} problem(s) found")
+    return 0 if problems == 0 else 1
+
+
+# --- parser --------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="verifyline", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def add(parent: argparse._SubParsersAction[argparse.ArgumentParser], name: str,
+            func: Callable[[argparse.Namespace], int], help_text: str
+            ) -> argparse.ArgumentParser:
+        sp = parent.add_parser(name, help=help_text, description=help_text)
+        sp.set_defaults(func=func)
+        return sp
+
+    serve = add(sub, "serve", cmd_serve, "run the ARI app in the foreground")
+    serve.add_argument("-v", "--verbose", action="store_true")
+
+    lab_p = sub.add_parser("lab", help="the local Asterisk lab").add_subparsers(
+        dest="lab_command", required=True)
+    up = add(lab_p, "up", cmd_lab_up, "start Asterisk and the app; return once calls are answered")
+    up.add_argument("--demo", action="store_true", help="load the demo roster too")
+    add(lab_p, "down", cmd_lab_down, "stop what 'lab up' started")
+    add(lab_p, "status", cmd_lab_status, "print the lab's processes as JSON")
+    app = add(lab_p, "app", cmd_lab_app, "stop or start only the ARI app")
+    app.add_argument("action", choices=["stop", "start"])
+    cli = add(lab_p, "cli", cmd_lab_cli, "run an Asterisk CLI command")
+    cli.add_argument("command", nargs="+")
+    cfg = add(lab_p, "config", cmd_lab_config,
+              "render the Asterisk configuration for this environment into a folder")
+    cfg.add_argument("out")
+    cfg.add_argument("--spool", default="var/spool", help="fallback spool folder Asterisk writes")
+
+    roster_p = sub.add_parser("roster", help="the roster of warrant numbers").add_subparsers(
+        dest="roster_command", required=True)
+    imp = add(roster_p, "import", cmd_roster_import, "replace the roster with a CSV file")
+    imp.add_argument("file")
+
+    calls_p = sub.add_parser("calls", help="the call log").add_subparsers(
+        dest="calls_command", required=True)
+    ls = add(calls_p, "list", cmd_calls_list, "list calls, oldest first")
+    ls.add_argument("--json", action="store_true")
+    ls.add_argument("--limit", type=int)
+    show = add(calls_p, "show", cmd_calls_show, "one call with its timeline, as JSON")
+    show.add_argument("id", type=int)
+
+    add(sub, "doctor", cmd_doctor, "check Asterisk, ARI, the app and the database")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        result: int = args.func(args)
+        return result
+    except VerifyLineError as exc:
+        print(f"verifyline: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,308 @@
+"""A thin typed ARI client: httpx for REST, websockets for events, reconnect in the transport.
+
+    AriError
+    ├── AriHttpError      Asterisk answered with an error status (``status`` holds it)
+    │   └── AriNotFound   404: the channel, bridge or playback is gone
+    └── AriUnavailable    Asterisk could not be reached at all
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import websockets
+from websockets.asyncio.client import connect
+
+log = logging.getLogger(__name__)
+
+
+class AriError(Exception):
+    """Root of the ARI client's errors."""
+
+
+class AriHttpError(AriError):
+    def __init__(self, method: str, path: str, status: int, text: str) -> None:
+        self.status = status
+        super().__init__(f"{method} {path} -> {status} {text.strip()[:200]}")
+
+
+class AriNotFound(AriHttpError):
+    """The resource is gone (normal while hanging up or cleaning up)."""
+
+
+class AriUnavailable(AriError):
+    """Asterisk's HTTP server could not be reached."""
+
+
+# --- typed views of what ARI sends ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Channel:
+    id: str
+    name: str
+    state: str
+    caller_number: str
+    dialplan_app: str = ""
+    dialplan_app_data: str = ""
+
+    @classmethod
+    def parse(cls, raw: Mapping[str, Any]) -> Channel:
+        caller = raw.get("caller") or {}
+        dialplan = raw.get("dialplan") or {}
+        return cls(
+            id=str(raw.get("id", "")),
+            name=str(raw.get("name", "")),
+            state=str(raw.get("state", "")),
+            caller_number=str(caller.get("number", "")),
+            dialplan_app=str(dialplan.get("app_name", "")),
+            dialplan_app_data=str(dialplan.get("app_data", "")),
+        )
+
+
+@dataclass(frozen=True)
+class Bridge:
+    id: str
+    bridge_type: str
+    channels: tuple[str, ...]
+
+    @classmethod
+    def parse(cls, raw: Mapping[str, Any]) -> Bridge:
+        return cls(str(raw.get("id", "")), str(raw.get("bridge_type", "")),
+                   tuple(str(c) for c in raw.get("channels", [])))
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    technology: str
+    resource: str
+    state: str
+    channel_ids: tuple[str, ...]
+
+    @classmethod
+    def parse(cls, raw: Mapping[str, Any]) -> Endpoint:
+        return cls(str(raw.get("technology", "")), str(raw.get("resource", "")),
+                   str(raw.get("state", "")), tuple(str(c) for c in raw.get("channel_ids", [])))
+
+
+@dataclass(frozen=True)
+class AriEvent:
+    """One event from the websocket: its type, the channel it concerns (if any), the raw body."""
+
+    type: str
+    raw: Mapping[str, Any] = field(repr=False)
+
+    @property
+    def channel(self) -> Channel | None:
+        raw = self.raw.get("channel")
+        return Channel.parse(raw) if isinstance(raw, Mapping) else None
+
+    @property
+    def args(self) -> list[str]:
+        return [str(a) for a in self.raw.get("args", [])]
+
+    @property
+    def digit(self) -> str:
+        return str(self.raw.get("digit", ""))
+
+    @property
+    def playback_id(self) -> str:
+        return str((self.raw.get("playback") or {}).get("id", ""))
+
+    @property
+    def playback_target(self) -> str:
+        """The channel id a playback plays to ('' for bridge playbacks)."""
+        uri = str((self.raw.get("playback") or {}).get("target_uri", ""))
+        return uri.removeprefix("channel:") if uri.startswith("channel:") else ""
+
+    @property
+    def cause(self) -> str:
+        return str(self.raw.get("cause_txt") or self.raw.get("cause", ""))
+
+
+# --- REST --------------------------------------------------------------------------------
+
+
+class AriClient:
+    """The REST half: one method per request the app makes."""
+
+    def __init__(self, base_url: str, user: str, password: str, app: str,
+                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.app = app
+        self._auth = (user, password)
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url + "/ari", auth=self._auth, timeout=10.0, transport=transport
+        )
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def request(self, method: str, path: str,
+                      params: Mapping[str, str | int | float] | None = None) -> Any:
+        try:
+            r = await self._http.request(method, path, params=params)
+        except httpx.TransportError as exc:
+            raise AriUnavailable(f"{method} {path}: {exc!r}") from exc
+        if r.status_code == 404:
+            raise AriNotFound(method, path, r.status_code, r.text)
+        if r.status_code >= 300:
+            raise AriHttpError(method, path, r.status_code, r.text)
+        if not r.content:
+            return None
+        return r.json()
+
+    async def ignore_gone(self, method: str, path: str,
+                          params: Mapping[str, str | int | float] | None = None) -> None:
+        """A request made while hanging up or cleaning up: a 404 there is normal."""
+        try:
+            await self.request(method, path, params)
+        except AriNotFound:
+            log.debug("%s %s: already gone", method, path)
+
+    # informational
+    async def info(self) -> dict[str, Any]:
+        result: dict[str, Any] = await self.request("GET", "/asterisk/info")
+        return result
+
+    async def channels(self) -> list[Channel]:
+        return [Channel.parse(c) for c in await self.request("GET", "/channels")]
+
+    async def bridges(self) -> list[Bridge]:
+        return [Bridge.parse(b) for b in await self.request("GET", "/bridges")]
+
+    async def endpoints(self, technology: str = "PJSIP") -> list[Endpoint]:
+        return [Endpoint.parse(e) for e in await self.request("GET", f"/endpoints/{technology}")]
+
+    async def application(self) -> dict[str, Any] | None:
+        try:
+            result: dict[str, Any] = await self.request("GET", f"/applications/{self.app}")
+        except AriNotFound:
+            return None
+        return result
+
+    async def subscribe_channel(self, channel_id: str) -> None:
+        await self.request("POST", f"/applications/{self.app}/subscription",
+                           {"eventSource": f"channel:{channel_id}"})
+
+    # channels
+    async def answer(self, channel_id: str) -> None:
+        await self.request("POST", f"/channels/{channel_id}/answer")
+
+    async def play(self, channel_id: str, playback_id: str, media: Sequence[str]) -> None:
+        await self.request("POST", f"/channels/{channel_id}/play/{playback_id}",
+                           {"media": ",".join(media)})
+
+    async def stop_playback(self, playback_id: str) -> None:
+        await self.ignore_gone("DELETE", f"/playbacks/{playback_id}")
+
+    async def ring(self, channel_id: str) -> None:
+        await self.request("POST", f"/channels/{channel_id}/ring")
+
+    async def stop_ring(self, channel_id: str) -> None:
+        await self.ignore_gone("DELETE", f"/channels/{channel_id}/ring")
+
+    async def originate(self, channel_id: str, endpoint: str, app_args: str, caller_id: str,
+                        timeout: int) -> None:
+        await self.request("POST", f"/channels/{channel_id}", {
+            "endpoint": endpoint, "app": self.app, "appArgs": app_args,
+            "callerId": caller_id, "timeout": timeout,
+        })
+
+    async def hangup(self, channel_id: str, reason: str = "normal") -> None:
+        await self.ignore_gone("DELETE", f"/channels/{channel_id}", {"reason": reason})
+
+    async def continue_in_dialplan(self, channel_id: str, context: str, extension: str,
+                                   priority: int = 1) -> None:
+        await self.request("POST", f"/channels/{channel_id}/continue",
+                           {"context": context, "extension": extension, "priority": priority})
+
+    async def set_variable(self, channel_id: str, name: str, value: str) -> None:
+        await self.request("POST", f"/channels/{channel_id}/variable",
+                           {"variable": name, "value": value})
+
+    # bridges
+    async def create_bridge(self, bridge_id: str, bridge_type: str = "mixing") -> None:
+        await self.request("POST", f"/bridges/{bridge_id}",
+                           {"type": bridge_type, "name": bridge_id})
+
+    async def add_to_bridge(self, bridge_id: str, channel_ids: Sequence[str]) -> None:
+        await self.request("POST", f"/bridges/{bridge_id}/addChannel",
+                           {"channel": ",".join(channel_ids)})
+
+    async def destroy_bridge(self, bridge_id: str) -> None:
+        await self.ignore_gone("DELETE", f"/bridges/{bridge_id}")
+
+
+# --- events ------------------------------------------------------------------------------
+
+EventHandler = Callable[[AriEvent], Awaitable[None]]
+ConnectHandler = Callable[[], Awaitable[None]]
+
+
+class EventStream:
+    """The events websocket, kept open: reconnects with capped backoff and reports each
+    (re)connection so the app can resync (ARI does not replay events missed meanwhile)."""
+
+    def __init__(self, base_url: str, user: str, password: str, app: str,
+                 on_event: EventHandler, on_connect: ConnectHandler,
+                 min_delay: float = 0.1, max_delay: float = 2.0) -> None:
+        ws_base = base_url.rstrip("/").replace("http", "ws", 1)
+        self.url = f"{ws_base}/ari/events?app={app}&subscribeAll=false"
+        token = base64.b64encode(f"{user}:{password}".encode()).decode()
+        self._headers = {"Authorization": f"Basic {token}"}
+        self._on_event = on_event
+        self._on_connect = on_connect
+        self.min_delay, self.max_delay = min_delay, max_delay
+        self.connected = asyncio.Event()
+        self._stopping = False
+        self._ws: Any = None
+
+    async def run(self) -> None:
+        """Keep the socket open until :meth:`stop`."""
+        delay = self.min_delay
+        while not self._stopping:
+            try:
+                async with connect(self.url, additional_headers=self._headers,
+                                   open_timeout=5, ping_interval=5, ping_timeout=5,
+                                   max_size=2**22) as ws:
+                    self._ws = ws
+                    log.info("ARI events connected: %s", self.url.split("?")[0])
+                    delay = self.min_delay
+                    self.connected.set()
+                    await self._on_connect()
+                    async for message in ws:
+                        await self._dispatch(message)
+            except (TimeoutError, OSError, websockets.WebSocketException) as exc:
+                if self._stopping:
+                    break
+                log.warning("ARI events unavailable (%s); retrying in %.1f s", exc, delay)
+            finally:
+                self._ws = None
+                self.connected.clear()
+            if self._stopping:
+                break
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self.max_delay)
+
+    async def _dispatch(self, message: str | bytes) -> None:
+        try:
+            raw = json.loads(message)
+        except ValueError:
+            log.error("ARI sent a message that is not JSON: %r", message[:200])
+            return
+        if not isinstance(raw, dict):
+            return
+        await self._on_event(AriEvent(str(raw.get("type", "")), raw))
+
+    async def stop(self) -> None:
+        self._stopping = True
+        if self._ws is not None:
+            await self._ws.close()

@@ -1,0 +1,414 @@
+"""The Asterisk lab: render the instance config, start and stop Asterisk and the ARI app.
+
+Asterisk runs from a cached Debian sid chroot (see asterisk/provision.sh) with plain ``chroot``,
+bound to loopback. Each ``VERIFYLINE_HOME`` gets its own instance folder inside the chroot, so
+two labs with different ports run side by side. Processes are tracked by PID files under
+``VERIFYLINE_HOME/run``; a defunct (zombie) process counts as stopped, since process 1 here
+does not reap orphans.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from ivr import prompts
+from ivr.config import Settings
+from ivr.exceptions import VerifyLineError
+
+REPO = Path(__file__).resolve().parents[1]
+CONF_TEMPLATES = REPO / "asterisk" / "conf"
+PROVISION = REPO / "asterisk" / "provision.sh"
+DIALPLANS = REPO / "ivr" / "dialplans"
+MODULES_DIR = "/usr/lib/x86_64-linux-gnu/asterisk/modules"
+TRUNK_MATCH = "127.0.0.2"
+
+
+class LabError(VerifyLineError):
+    """The lab could not be started, stopped or inspected; the message says how to fix it."""
+
+
+def cache_root() -> Path:
+    base = os.environ.get("VERIFYLINE_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "verifyline")
+    return Path(base) / "asterisk-sid"
+
+
+def chroot_ready(root: Path | None = None) -> bool:
+    return ((root or cache_root()) / ".verifyline-ready").exists()
+
+
+def provision() -> Path:
+    """Build the cached chroot unless it is there already."""
+    result = subprocess.run(["bash", str(PROVISION)], stdout=subprocess.PIPE, text=True)
+    if result.returncode != 0:
+        raise LabError("provisioning the Asterisk chroot failed (see the messages above); "
+                       "it needs root, debootstrap and access to Debian's package mirror")
+    return Path(result.stdout.strip().splitlines()[-1])
+
+
+@dataclass(frozen=True)
+class Instance:
+    """Where one lab's Asterisk lives, inside and outside the chroot."""
+
+    settings: Settings
+    root: Path
+
+    @property
+    def name(self) -> str:
+        return hashlib.sha256(str(self.settings.home).encode()).hexdigest()[:12]
+
+    @property
+    def inside(self) -> str:
+        """The instance folder as Asterisk sees it (inside the chroot)."""
+        return f"/srv/verifyline/{self.name}"
+
+    @property
+    def outside(self) -> Path:
+        return self.root / self.inside.lstrip("/")
+
+    @property
+    def conf_inside(self) -> str:
+        return f"{self.inside}/etc/asterisk.conf"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.settings.run_dir
+
+    @property
+    def asterisk_pidfile(self) -> Path:
+        return self.run_dir / "asterisk.pid"
+
+    @property
+    def app_pidfile(self) -> Path:
+        return self.run_dir / "app.pid"
+
+    @property
+    def asterisk_log(self) -> Path:
+        return self.outside / "log" / "messages.log"
+
+    def cli_command(self, command: str) -> list[str]:
+        return ["chroot", str(self.root), "/usr/sbin/asterisk", "-C", self.conf_inside,
+                "-rx", command]
+
+
+def instance(settings: Settings) -> Instance:
+    return Instance(settings, cache_root())
+
+
+# --- configuration ---------------------------------------------------------------------------
+
+
+def desk_password(desk: str, env: Mapping[str, str]) -> str:
+    """Lab desk passwords are 'lab-<desk>' unless VERIFYLINE_DESK_PASSWORD_<DESK> is set."""
+    return env.get(f"VERIFYLINE_DESK_PASSWORD_{desk.upper()}") or f"lab-{desk}"
+
+
+def render_desks(settings: Settings, env: Mapping[str, str]) -> str:
+    parts = ["; desk phones (generated from VERIFYLINE_DESKS)\n"]
+    for desk in settings.desks:
+        parts.append(
+            f"\n[{desk}](desk-phone)\nauth = {desk}\naors = {desk}\n"
+            f"\n[{desk}](desk-aor)\n"
+            f"\n[{desk}](desk-auth)\nusername = {desk}\npassword = {desk_password(desk, env)}\n"
+        )
+    return "".join(parts)
+
+
+def template_values(settings: Settings, spool_dir: str) -> dict[str, str]:
+    return {
+        "BIND": settings.bind_address,
+        "SIP_PORT": str(settings.sip_port),
+        "ARI_PORT": str(settings.ari_port),
+        "ARI_USER": settings.ari_user,
+        "ARI_PASSWORD": settings.ari_password,
+        "RTP_START": str(settings.rtp_ports[0]),
+        "RTP_END": str(settings.rtp_ports[1]),
+        "TRUNK_MATCH": TRUNK_MATCH,
+        "LINE_NUMBER": settings.line_number,
+        "APP": settings.app_name,
+        "DESK_DIAL": "&".join(f"PJSIP/{d}" for d in settings.desks),
+        "SPOOL_DIR": spool_dir,
+        "FALLBACK_RING": str(int(settings.ring_timeout)),
+    }
+
+
+def render(text: str, values: Mapping[str, str], source: str) -> str:
+    for key, value in values.items():
+        text = text.replace(f"@@{key}@@", value)
+    if "@@" in text:
+        start = text.index("@@")
+        raise LabError(f"{source}: unknown placeholder {text[start:start + 30]!r}")
+    return text
+
+
+def render_config(settings: Settings, etc: Path, spool_dir: str,
+                  env: Mapping[str, str] | None = None) -> list[Path]:
+    """Write the Asterisk configuration for these settings into ``etc``; return the files."""
+    env = os.environ if env is None else env
+    if not settings.ari_password:
+        raise LabError("no ARI password: call Settings.with_secrets() first")
+    etc.mkdir(parents=True, exist_ok=True)
+    values = template_values(settings, spool_dir)
+    written = []
+    for template in sorted(CONF_TEMPLATES.glob("*.conf")):
+        out = etc / template.name
+        out.write_text(render(template.read_text(), values, str(template)))
+        written.append(out)
+    for dialplan in sorted(DIALPLANS.glob("*.conf")):
+        out = etc / dialplan.name
+        shutil.copyfile(dialplan, out)
+        written.append(out)
+    desks = etc / "pjsip_desks.conf"
+    desks.write_text(render_desks(settings, env))
+    written.append(desks)
+    for path in written:
+        path.chmod(0o600)
+    return written
+
+
+def asterisk_conf(inside: str) -> str:
+    return f"""[directories]
+astetcdir => {inside}/etc
+astmoddir => {MODULES_DIR}
+astvarlibdir => /var/lib/asterisk
+astdbdir => {inside}/lib
+astkeydir => /var/lib/asterisk
+astdatadir => /usr/share/asterisk
+astagidir => /usr/share/asterisk/agi-bin
+astspooldir => {inside}/astspool
+astrundir => {inside}/run
+astlogdir => {inside}/log
+astcachedir => {inside}/cache
+astsbindir => /usr/sbin
+
+[options]
+verbose = 0
+debug = 0
+"""
+
+
+def prepare(inst: Instance) -> None:
+    """Create the instance folders, render the config and install the prompts."""
+    out = inst.outside
+    for sub in ("etc", "run", "log", "lib", "astspool", "cache", "spool"):
+        (out / sub).mkdir(parents=True, exist_ok=True)
+    render_config(inst.settings, out / "etc", f"{inst.inside}/spool")
+    (out / "etc" / "asterisk.conf").write_text(asterisk_conf(inst.inside))
+    sounds = _resolve_inside(inst.root, "/usr/share/asterisk/sounds/en") / prompts.SOUND_FOLDER
+    sounds.mkdir(parents=True, exist_ok=True)
+    for wav in sorted((prompts.HERE / "en").glob("*.wav")):
+        shutil.copyfile(wav, sounds / wav.name)
+    home = inst.settings.home
+    for sub in ("run", "logs"):
+        (home / sub).mkdir(parents=True, exist_ok=True)
+    _link(home / "spool", out / "spool")
+    _link(home / "asterisk", out)
+
+
+def _resolve_inside(root: Path, path: str) -> Path:
+    """Follow symlinks as the chroot sees them (sounds/en -> /etc/alternatives/... is absolute)."""
+    for _ in range(20):
+        here = root / path.lstrip("/")
+        if not here.is_symlink():
+            return here
+        target = os.readlink(here)
+        path = target if target.startswith("/") else os.path.join(os.path.dirname(path), target)
+    raise LabError(f"too many symlinks under {root} at {path}")
+
+
+def _link(link: Path, target: Path) -> None:
+    if link.is_symlink() and link.resolve() == target.resolve():
+        return
+    if link.is_symlink() or link.is_file():
+        link.unlink()
+    elif link.is_dir():
+        # an old real folder: keep whatever a previous run spooled there
+        for item in link.iterdir():
+            shutil.move(str(item), target / item.name)
+        link.rmdir()
+    link.symlink_to(target)
+
+
+# --- processes -----------------------------------------------------------------------------
+
+
+def running(pid: int) -> bool:
+    """Alive and not a zombie (a defunct process counts as stopped)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def read_pid(pidfile: Path) -> int | None:
+    try:
+        pid = int(pidfile.read_text().strip())
+    except (OSError, ValueError):
+        return None
+    return pid if running(pid) else None
+
+
+def stop_pid(pidfile: Path, timeout: float = 10.0) -> bool:
+    """Stop the process in ``pidfile`` (TERM, then KILL); return True if one was running."""
+    pid = read_pid(pidfile)
+    if pid is None:
+        pidfile.unlink(missing_ok=True)
+        return False
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while running(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if running(pid):
+        os.kill(pid, signal.SIGKILL)
+        while running(pid):
+            time.sleep(0.05)
+    _reap(pid)
+    pidfile.unlink(missing_ok=True)
+    return True
+
+
+# Processes this Python process started: kept so they are reaped here (no zombie, no
+# ResourceWarning) when stopped from the same process; a CLI that exits just orphans them.
+_children: dict[int, subprocess.Popen[bytes]] = {}
+
+
+def _reap(pid: int) -> None:
+    proc = _children.pop(pid, None)
+    if proc is not None:
+        proc.wait()
+        return
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+def _spawn(argv: list[str], log_path: Path, env: Mapping[str, str] | None = None) -> int:
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log_file:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log_file,
+                                stderr=subprocess.STDOUT, start_new_session=True,
+                                env=dict(env) if env is not None else None)
+    _children[proc.pid] = proc
+    return proc.pid
+
+
+def ari_ready(settings: Settings) -> bool:
+    try:
+        r = httpx.get(f"{settings.ari_url}/ari/asterisk/info",
+                      auth=(settings.ari_user, settings.ari_password), timeout=1.0)
+    except httpx.HTTPError:
+        return False
+    return r.status_code == 200
+
+
+def app_registered(settings: Settings) -> bool:
+    """True when the app's websocket is connected (Asterisk lists the application)."""
+    try:
+        r = httpx.get(f"{settings.ari_url}/ari/applications/{settings.app_name}",
+                      auth=(settings.ari_user, settings.ari_password), timeout=1.0)
+    except httpx.HTTPError:
+        return False
+    return r.status_code == 200
+
+
+def cli(inst: Instance, command: str, timeout: float = 10.0) -> str:
+    result = subprocess.run(inst.cli_command(command), capture_output=True, text=True,
+                            timeout=timeout)
+    if result.returncode != 0:
+        raise LabError(f"asterisk -rx {command!r} failed: {result.stderr.strip() or result.stdout}")
+    return result.stdout
+
+
+def _wait(what: str, check: object, timeout: float, alive: tuple[Path, str] | None = None
+          ) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if callable(check) and check():
+            return
+        if alive is not None and read_pid(alive[0]) is None:
+            raise LabError(f"{what}: the process died; see {alive[1]}")
+        time.sleep(0.05)
+    raise LabError(f"{what}: not ready after {timeout:.0f} s")
+
+
+def start_asterisk(inst: Instance) -> bool:
+    """Start Asterisk unless it runs; wait until fully booted and ARI answers."""
+    settings = inst.settings
+    if read_pid(inst.asterisk_pidfile) is not None and ari_ready(settings):
+        return False
+    if ari_ready(settings):
+        raise LabError(f"something else already answers ARI on {settings.ari_url}; "
+                       "stop it or choose another VERIFYLINE_ARI_PORT")
+    prepare(inst)
+    stdout_log = settings.log_dir / "asterisk.out"
+    # chroot execs asterisk, so the PID we get is Asterisk's own
+    pid = _spawn(["chroot", str(inst.root), "/usr/sbin/asterisk", "-f", "-n", "-C",
+                  inst.conf_inside], stdout_log, env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
+    inst.asterisk_pidfile.write_text(f"{pid}\n")
+    _wait("Asterisk HTTP/ARI", lambda: ari_ready(settings), 30,
+          (inst.asterisk_pidfile, str(stdout_log)))
+    cli(inst, "core waitfullybooted", timeout=30)
+    return True
+
+
+def start_app(inst: Instance) -> bool:
+    """Start the ARI app unless it runs; wait until Asterisk lists it (calls get answered)."""
+    settings = inst.settings
+    if read_pid(inst.app_pidfile) is not None and app_registered(settings):
+        return False
+    stop_pid(inst.app_pidfile)
+    env = dict(os.environ)
+    env["VERIFYLINE_HOME"] = str(settings.home)
+    env["VERIFYLINE_ARI_PASSWORD"] = settings.ari_password
+    log_path = settings.log_dir / "app.log"
+    pid = _spawn([sys.executable, "-m", "ari_app", "serve"], log_path, env)
+    inst.app_pidfile.write_text(f"{pid}\n")
+    _wait("ARI app", lambda: app_registered(settings), 30, (inst.app_pidfile, str(log_path)))
+    return True
+
+
+def stop_app(inst: Instance) -> bool:
+    return stop_pid(inst.app_pidfile)
+
+
+def stop_asterisk(inst: Instance) -> bool:
+    return stop_pid(inst.asterisk_pidfile, timeout=15)
+
+
+def up(settings: Settings) -> Instance:
+    """Start Asterisk and the app (idempotent); return once a call would be answered."""
+    if not chroot_ready():
+        provision()
+    inst = instance(settings)
+    start_asterisk(inst)
+    start_app(inst)
+    return inst
+
+
+def down(settings: Settings) -> list[str]:
+    """Stop exactly what ``up`` started, by PID; return what was stopped."""
+    inst = instance(settings)
+    stopped = []
+    if stop_app(inst):
+        stopped.append("app")
+    if stop_asterisk(inst):
+        stopped.append("asterisk")
+    return stopped

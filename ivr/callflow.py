@@ -1,0 +1,511 @@
+"""The call's state machine: one caller from answer to hang-up.
+
+    Greeting ──digit/done──> Collecting ──'#' ok / attempts used up──> Connecting
+                               │  ▲ timeout, '#' alone, too few/many digits (re-prompt)
+                               └──┘
+    Connecting ──desk answers──> Bridged ──either side hangs up──> Ended
+        │  ring timeout / desk fails: next free desk; nobody free: hold message and retry
+        └──caller hangs up (desk gets CANCEL)──> Ended
+
+Each state is a small class whose event methods return the next state. States talk to the
+outside only through the ports in :mod:`ivr.telephony`, so they run unchanged against ARI or a
+test fake. The IVR never tells the caller what the roster said: every path ends at a person.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from ivr.clock import iso, now
+from ivr.config import EntrySettings
+from ivr.models import EndReason, RosterResult
+from ivr.telephony import CallServices, Telephony, Timers
+
+log = logging.getLogger(__name__)
+
+DIGITS = frozenset("0123456789")
+MAX_KEPT_DIGITS = 64  # a caller leaning on the keypad must not grow the row without bound
+RETRY_SECONDS = 2.0  # how often a waiting caller's search for a free desk is repeated
+
+
+# --- events the adapter feeds to a call -----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Dtmf:
+    digit: str
+
+
+@dataclass(frozen=True)
+class PlaybackDone:
+    playback_id: str
+
+
+@dataclass(frozen=True)
+class TimerFired:
+    name: str
+
+
+@dataclass(frozen=True)
+class DeskAnswered:
+    channel_id: str
+
+
+@dataclass(frozen=True)
+class DeskGone:
+    channel_id: str
+    cause: str = ""
+
+
+@dataclass(frozen=True)
+class CallerGone:
+    cause: str = ""
+
+
+Event = Dtmf | PlaybackDone | TimerFired | DeskAnswered | DeskGone | CallerGone
+
+
+# --- the call's data, persisted at every transition ----------------------------------------
+
+
+@dataclass
+class CallData:
+    """Everything known about one call; saved with each timeline event."""
+
+    channel_id: str
+    caller_number: str | None
+    reference: str
+    started_at: datetime = field(default_factory=now)
+    digits: str = ""
+    roster_result: RosterResult | None = None
+    officer_id: int | None = None
+    officer_label: str = ""
+    desk: str | None = None
+    desk_channel_id: str | None = None
+    answered_desk: str | None = None
+    bridge_id: str | None = None
+    answered_at: datetime | None = None
+    ended_at: datetime | None = None
+    end_reason: EndReason | None = None
+    state: str = "new"
+    attempts: int = 0
+    tried_desks: set[str] = field(default_factory=set)
+    desk_legs: int = 0
+
+
+@dataclass(frozen=True)
+class FlowSettings:
+    entry: EntrySettings = field(default_factory=EntrySettings)
+    ring_timeout: float = 20.0
+    hold_interval: float = 8.0
+
+
+@dataclass
+class CallContext:
+    """What a state may use: the call's data, the switch, timers and domain services."""
+
+    data: CallData
+    tel: Telephony
+    timers: Timers
+    services: CallServices
+    settings: FlowSettings
+    _seq: int = 0
+
+    def next_id(self, kind: str) -> str:
+        self._seq += 1
+        return f"{self.data.channel_id}-{kind}-{self._seq}"
+
+    def record(self, kind: str, **detail: object) -> None:
+        self.services.record(kind, detail)
+
+
+# --- states ---------------------------------------------------------------------------------
+
+
+class State:
+    """Base state: ignores what it does not handle; a caller hang-up always ends the call."""
+
+    name = "state"
+
+    async def enter(self, ctx: CallContext) -> State:
+        return self
+
+    async def handle(self, ctx: CallContext, event: Event) -> State:
+        match event:
+            case Dtmf(digit):
+                return await self.on_dtmf(ctx, digit)
+            case PlaybackDone(playback_id):
+                return await self.on_playback_done(ctx, playback_id)
+            case TimerFired(name):
+                return await self.on_timer(ctx, name)
+            case DeskAnswered(channel_id):
+                return await self.on_desk_answered(ctx, channel_id)
+            case DeskGone(channel_id, cause):
+                return await self.on_desk_gone(ctx, channel_id, cause)
+            case CallerGone(cause):
+                return await self.on_caller_gone(ctx, cause)
+        return self  # pragma: no cover - the match is exhaustive
+
+    async def on_dtmf(self, ctx: CallContext, digit: str) -> State:
+        ctx.record("key_ignored", digit=digit, state=self.name)
+        return self
+
+    async def on_playback_done(self, ctx: CallContext, playback_id: str) -> State:
+        return self
+
+    async def on_timer(self, ctx: CallContext, name: str) -> State:
+        return self
+
+    async def on_desk_answered(self, ctx: CallContext, channel_id: str) -> State:
+        # a desk leg we no longer want (e.g. it answered just after its ring timeout)
+        ctx.record("stray_desk_leg_hung_up", channel=channel_id)
+        await ctx.tel.hangup(channel_id)
+        return self
+
+    async def on_desk_gone(self, ctx: CallContext, channel_id: str, cause: str) -> State:
+        return self
+
+    async def on_caller_gone(self, ctx: CallContext, cause: str) -> State:
+        return await go(ctx, Ended(EndReason.CALLER_ABANDONED))
+
+
+async def go(ctx: CallContext, state: State) -> State:
+    """Enter a state (which may itself move on) and persist where the call now stands."""
+    ctx.data.state = state.name
+    return await state.enter(ctx)
+
+
+class Greeting(State):
+    name = "greeting"
+
+    def __init__(self) -> None:
+        self.playback_id = ""
+
+    async def enter(self, ctx: CallContext) -> State:
+        await ctx.tel.answer(ctx.data.channel_id)
+        ctx.record("answered")
+        self.playback_id = ctx.next_id("greeting")
+        await ctx.tel.play(ctx.data.channel_id, self.playback_id, ["greeting"])
+        ctx.record("prompt", prompt="greeting")
+        return self
+
+    async def on_dtmf(self, ctx: CallContext, digit: str) -> State:
+        if digit not in DIGITS:
+            return await super().on_dtmf(ctx, digit)
+        # barge-in: a digit stops the greeting and is the first digit of the number
+        await ctx.tel.stop_playback(self.playback_id)
+        ctx.record("barge_in", prompt="greeting")
+        collecting = Collecting(attempt=1)
+        await go(ctx, collecting)
+        return await collecting.on_dtmf(ctx, digit)
+
+    async def on_playback_done(self, ctx: CallContext, playback_id: str) -> State:
+        if playback_id != self.playback_id:
+            return self
+        return await go(ctx, Collecting(attempt=1, prompt=True))
+
+
+class Collecting(State):
+    """Digits then '#'; a first-digit and an inter-digit timeout; a key stops any prompt."""
+
+    name = "collecting"
+
+    def __init__(self, attempt: int, prompt: bool = False, retry: bool = False) -> None:
+        self.attempt = attempt
+        self.with_prompt = prompt
+        self.retry = retry
+        self.digits = ""
+        self.playback_id: str | None = None
+
+    async def enter(self, ctx: CallContext) -> State:
+        ctx.data.attempts = self.attempt
+        if self.with_prompt:
+            self.playback_id = ctx.next_id("enter")
+            prompts = ["not_understood", "enter_number"] if self.retry else ["enter_number"]
+            await ctx.tel.play(ctx.data.channel_id, self.playback_id, prompts)
+            ctx.record("prompt", prompt="+".join(prompts), attempt=self.attempt)
+        else:
+            ctx.timers.start("digit", ctx.settings.entry.first_digit_timeout)
+        return self
+
+    async def _barge_in(self, ctx: CallContext) -> None:
+        if self.playback_id is not None:
+            await ctx.tel.stop_playback(self.playback_id)
+            ctx.record("barge_in", prompt="enter_number")
+            self.playback_id = None
+
+    async def on_playback_done(self, ctx: CallContext, playback_id: str) -> State:
+        if playback_id == self.playback_id:
+            self.playback_id = None
+            # the clock for the first digit starts once the caller has heard the question
+            if not self.digits:
+                ctx.timers.start("digit", ctx.settings.entry.first_digit_timeout)
+        return self
+
+    async def on_dtmf(self, ctx: CallContext, digit: str) -> State:
+        await self._barge_in(ctx)
+        if digit in DIGITS:
+            if len(self.digits) < MAX_KEPT_DIGITS:
+                self.digits += digit
+            ctx.record("digit", digit=digit, attempt=self.attempt)
+            ctx.timers.start("digit", ctx.settings.entry.inter_digit_timeout)
+            return self
+        if digit == "#":
+            ctx.timers.cancel("digit")
+            ctx.record("key", digit="#", attempt=self.attempt, entered=self.digits)
+            entry = ctx.settings.entry
+            if not self.digits:
+                return await self._failed(ctx, "hash_alone")
+            if len(self.digits) < entry.min_digits:
+                return await self._failed(ctx, "too_few_digits")
+            if len(self.digits) > entry.max_digits:
+                return await self._failed(ctx, "too_many_digits")
+            return await self._entered(ctx, self.digits)
+        # '*' and A-D mean nothing during entry (later menus are '*'-prefixed)
+        ctx.record("key_ignored", digit=digit, attempt=self.attempt)
+        return self
+
+    async def on_timer(self, ctx: CallContext, name: str) -> State:
+        if name != "digit":
+            return self
+        return await self._failed(ctx, "timeout" if not self.digits else "no_hash")
+
+    async def _failed(self, ctx: CallContext, why: str) -> State:
+        ctx.record("entry_failed", reason=why, attempt=self.attempt, entered=self.digits)
+        if self.attempt >= ctx.settings.entry.max_attempts:
+            # never a dead end: after the last attempt a supervisor takes the call anyway
+            return await self._entered(ctx, "")
+        return await go(ctx, Collecting(self.attempt + 1, prompt=True, retry=True))
+
+    async def _entered(self, ctx: CallContext, digits: str) -> State:
+        ctx.data.digits = digits
+        found = await ctx.services.lookup(digits)
+        ctx.data.roster_result = found.result
+        ctx.data.officer_id = found.officer_id
+        ctx.data.officer_label = found.officer_label
+        ctx.record("roster_checked", warrant_number=digits, result=found.result.value)
+        return await go(ctx, Connecting())
+
+
+class Connecting(State):
+    """Find a free desk phone and ring it; the caller hears a prompt, then ringback: no silence."""
+
+    name = "connecting"
+
+    def __init__(self) -> None:
+        self.playback_id: str | None = None
+        self.waiting_since: datetime | None = None
+
+    async def enter(self, ctx: CallContext) -> State:
+        await self._announce(ctx, "connecting")
+        return await self._try_desk(ctx)
+
+    async def _announce(self, ctx: CallContext, prompt: str) -> None:
+        await ctx.tel.stop_ring(ctx.data.channel_id)
+        self.playback_id = ctx.next_id(prompt)
+        await ctx.tel.play(ctx.data.channel_id, self.playback_id, [prompt])
+        ctx.record("prompt", prompt=prompt)
+
+    async def on_playback_done(self, ctx: CallContext, playback_id: str) -> State:
+        if playback_id == self.playback_id:
+            self.playback_id = None
+            await ctx.tel.ring(ctx.data.channel_id)
+        return self
+
+    def _display(self, ctx: CallContext) -> str:
+        d = ctx.data
+        result = (d.roster_result or RosterResult.NONE_ENTERED).value.replace("_", " ").upper()
+        number = d.digits or "-"
+        return f"{result} {number} ref {d.reference}"
+
+    async def _try_desk(self, ctx: CallContext) -> State:
+        d = ctx.data
+        desk = await ctx.services.pick_desk(d.channel_id, frozenset(d.tried_desks))
+        if desk is None and d.tried_desks:
+            # every free desk had its turn: start a new round after a short pause
+            d.tried_desks.clear()
+            ctx.timers.start("retry", RETRY_SECONDS)
+            return self
+        if desk is None:
+            if self.waiting_since is None:
+                self.waiting_since = now()
+                ctx.record("no_supervisor_free")
+                ctx.timers.start("hold", ctx.settings.hold_interval)
+            ctx.timers.start("retry", RETRY_SECONDS)
+            return self
+        ctx.timers.cancel("retry")
+        ctx.timers.cancel("hold")
+        self.waiting_since = None
+        d.desk_legs += 1
+        d.desk = desk
+        d.desk_channel_id = f"{d.channel_id}-desk{d.desk_legs}"
+        d.tried_desks.add(desk)
+        ringing = await ctx.tel.originate(
+            desk, d.desk_channel_id, self._display(ctx), d.caller_number or "",
+            ctx.settings.ring_timeout + 5,
+        )
+        if not ringing:
+            await self._drop_desk(ctx, "desk_failed")
+            return await self._try_desk(ctx)
+        ctx.timers.start("ring", ctx.settings.ring_timeout)
+        ctx.record("desk_ringing", desk=desk, channel=d.desk_channel_id)
+        return self
+
+    async def _drop_desk(self, ctx: CallContext, why: str) -> None:
+        d = ctx.data
+        ctx.timers.cancel("ring")
+        if d.desk is not None:
+            ctx.record(why, desk=d.desk, channel=d.desk_channel_id)
+            ctx.services.release_desk(d.desk, talked=False)
+        d.desk, d.desk_channel_id = None, None
+
+    async def on_timer(self, ctx: CallContext, name: str) -> State:
+        d = ctx.data
+        if name == "ring" and d.desk_channel_id is not None:
+            channel = d.desk_channel_id
+            await self._drop_desk(ctx, "desk_no_answer")
+            await ctx.tel.hangup(channel)
+            return await self._try_desk(ctx)
+        if name == "retry" and d.desk_channel_id is None:
+            return await self._try_desk(ctx)
+        if name == "hold" and d.desk_channel_id is None:
+            await self._announce(ctx, "all_busy")
+            ctx.timers.start("hold", ctx.settings.hold_interval)
+        return self
+
+    async def on_desk_gone(self, ctx: CallContext, channel_id: str, cause: str) -> State:
+        if channel_id != ctx.data.desk_channel_id:
+            return self
+        await self._drop_desk(ctx, "desk_failed")
+        return await self._try_desk(ctx)
+
+    async def on_desk_answered(self, ctx: CallContext, channel_id: str) -> State:
+        d = ctx.data
+        if channel_id != d.desk_channel_id or d.desk is None:
+            return await super().on_desk_answered(ctx, channel_id)
+        ctx.timers.cancel_all()
+        if self.playback_id is not None:
+            await ctx.tel.stop_playback(self.playback_id)
+        await ctx.tel.stop_ring(d.channel_id)
+        d.bridge_id = f"{d.channel_id}-bridge"
+        await ctx.tel.create_bridge(d.bridge_id, [d.channel_id, channel_id])
+        d.answered_at = now()
+        d.answered_desk = d.desk
+        ctx.record("bridged", desk=d.desk, bridge=d.bridge_id, answered_at=iso(d.answered_at))
+        return await go(ctx, Bridged())
+
+    async def on_caller_gone(self, ctx: CallContext, cause: str) -> State:
+        channel = ctx.data.desk_channel_id
+        await self._drop_desk(ctx, "desk_cancelled")
+        if channel is not None:
+            await ctx.tel.hangup(channel)  # the ringing desk phone gets a CANCEL
+        return await super().on_caller_gone(ctx, cause)
+
+
+class Bridged(State):
+    """Caller and supervisor talk; when either hangs up the other leg and the bridge go."""
+
+    name = "bridged"
+
+    async def on_dtmf(self, ctx: CallContext, digit: str) -> State:
+        ctx.record("key_in_bridge", digit=digit)
+        return self
+
+    async def on_desk_answered(self, ctx: CallContext, channel_id: str) -> State:
+        if channel_id == ctx.data.desk_channel_id:
+            return self  # a replayed StasisStart after a reconnect
+        return await super().on_desk_answered(ctx, channel_id)
+
+    async def on_caller_gone(self, ctx: CallContext, cause: str) -> State:
+        if ctx.data.desk_channel_id is not None:
+            await ctx.tel.hangup(ctx.data.desk_channel_id)
+        return await go(ctx, Ended(EndReason.CALLER_HANGUP))
+
+    async def on_desk_gone(self, ctx: CallContext, channel_id: str, cause: str) -> State:
+        if channel_id != ctx.data.desk_channel_id:
+            return self
+        await ctx.tel.hangup(ctx.data.channel_id)
+        return await go(ctx, Ended(EndReason.SUPERVISOR_HANGUP))
+
+
+class Ended(State):
+    """Terminal: the call is over and logged; late events are ignored."""
+
+    name = "ended"
+
+    def __init__(self, reason: EndReason) -> None:
+        self.reason = reason
+
+    async def enter(self, ctx: CallContext) -> State:
+        d = ctx.data
+        ctx.timers.cancel_all()
+        if d.bridge_id is not None:
+            await ctx.tel.destroy_bridge(d.bridge_id)
+        if d.desk is not None:
+            ctx.services.release_desk(d.desk, talked=d.answered_at is not None)
+        if d.roster_result is None:
+            d.roster_result = RosterResult.NONE_ENTERED
+        d.ended_at = now()
+        d.end_reason = self.reason
+        ctx.record("ended", reason=self.reason.value)
+        return self
+
+    async def on_dtmf(self, ctx: CallContext, digit: str) -> State:
+        return self
+
+    async def on_desk_answered(self, ctx: CallContext, channel_id: str) -> State:
+        await ctx.tel.hangup(channel_id)
+        return self
+
+    async def on_caller_gone(self, ctx: CallContext, cause: str) -> State:
+        return self
+
+
+class HandedToFallback(Ended):
+    """The app failed for this call; the dialplan fallback now rings the desks natively."""
+
+    def __init__(self) -> None:
+        super().__init__(EndReason.HANDED_TO_FALLBACK)
+
+
+class Call:
+    """One caller's call: logs each event with the call id first, then hands it to its state."""
+
+    def __init__(self, ctx: CallContext) -> None:
+        self.ctx = ctx
+        self.state: State = State()
+
+    @property
+    def channel_id(self) -> str:
+        return self.ctx.data.channel_id
+
+    @property
+    def ended(self) -> bool:
+        return isinstance(self.state, Ended)
+
+    async def start(self, first: State | None = None) -> None:
+        """Run the call from the greeting, or from ``first`` when resuming an adopted call."""
+        log.info("Call %s: start in %s (caller %s)", self.channel_id,
+                 first.name if first else "greeting", self.ctx.data.caller_number)
+        self.state = await go(self.ctx, first or Greeting())
+
+    async def dispatch(self, event: Event) -> None:
+        log.info("Call %s: %s in %s", self.channel_id, event, self.state.name)
+        self.state = await self.state.handle(self.ctx, event)
+
+    async def hand_to_fallback(self) -> None:
+        """Safe path after an unexpected error: the dialplan fallback rings the desks."""
+        if self.ended:
+            return
+        await self.ctx.tel.continue_to_fallback(self.channel_id)
+        self.state = await go(self.ctx, HandedToFallback())
+
+    async def abandon(self) -> None:
+        """Close the call when nothing more can be done for it (its channel is gone)."""
+        if not self.ended:
+            try:
+                self.state = await go(self.ctx, Ended(EndReason.CALLER_ABANDONED))
+            except Exception:
+                log.exception("Call %s: cleanup after abandon failed", self.channel_id)

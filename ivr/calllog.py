@@ -1,0 +1,185 @@
+"""The call log: the one place call rows, encounters and timelines are written and read."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, selectinload
+
+from ivr.callflow import CallData
+from ivr.clock import iso, now
+from ivr.models import (
+    Call,
+    CallEvent,
+    CallPath,
+    Encounter,
+    EndReason,
+    RosterResult,
+    Supervisor,
+)
+
+REFERENCE_DIGITS = 6
+
+
+def new_reference(session: Session) -> str:
+    """A short numeric encounter reference a caller can quote, unique in the store."""
+    for _ in range(50):
+        ref = "".join(secrets.choice("0123456789") for _ in range(REFERENCE_DIGITS))
+        if ref[0] != "0" and session.scalars(
+            select(Encounter.id).where(Encounter.reference == ref)
+        ).first() is None:
+            return ref
+    raise RuntimeError("could not find a free encounter reference")  # pragma: no cover
+
+
+def open_call(
+    session: Session, channel_id: str, caller_number: str | None, started_at: datetime,
+    path: CallPath = CallPath.ARI,
+) -> str:
+    """Create the encounter and the call row for a new caller; return the encounter reference."""
+    existing = session.scalars(select(Call).where(Call.channel_id == channel_id)).first()
+    if existing is not None:
+        return existing.encounter.reference
+    encounter = Encounter(
+        reference=new_reference(session), caller_number=caller_number, opened_at=started_at
+    )
+    call = Call(
+        channel_id=channel_id, encounter=encounter, caller_number=caller_number,
+        started_at=started_at, path=path, state="new", digits_entered="",
+    )
+    session.add_all([encounter, call])
+    session.flush()
+    session.add(CallEvent(call_id=call.id, at=started_at, kind="started",
+                          detail={"caller_number": caller_number, "path": path.value}))
+    return encounter.reference
+
+
+def _supervisor(session: Session, desk: str | None) -> Supervisor | None:
+    if desk is None:
+        return None
+    sup = session.scalars(select(Supervisor).where(Supervisor.desk == desk)).first()
+    if sup is None:
+        sup = Supervisor(desk=desk, display_name=desk)
+        session.add(sup)
+        session.flush()
+    return sup
+
+
+def save(session: Session, data: CallData, kind: str, detail: dict[str, object],
+         at: datetime | None = None) -> None:
+    """Append one timeline event and bring the call row up to date with ``data``."""
+    call = session.scalars(select(Call).where(Call.channel_id == data.channel_id)).one()
+    call.digits_entered = data.digits
+    call.roster_result = data.roster_result
+    call.state = data.state
+    call.desk_channel_id = data.desk_channel_id
+    call.bridge_id = data.bridge_id
+    call.answered_at = data.answered_at
+    call.ended_at = data.ended_at
+    call.end_reason = data.end_reason.value if data.end_reason else None
+    sup = _supervisor(session, data.answered_desk)
+    call.supervisor_id = sup.id if sup else None
+    if data.officer_id is not None and call.encounter.officer_id is None:
+        call.encounter.officer_id = data.officer_id
+    if data.ended_at is not None and sup is not None:
+        sup.idle_since = data.ended_at
+    session.add(CallEvent(call_id=call.id, at=at or now(), kind=kind, detail=dict(detail)))
+
+
+def ensure_desks(session: Session, desks: Iterable[str]) -> None:
+    """Make sure every configured desk phone has a supervisor row."""
+    known = set(session.scalars(select(Supervisor.desk)))
+    for desk in desks:
+        if desk not in known:
+            session.add(Supervisor(desk=desk, display_name=desk))
+
+
+def idle_since(session: Session) -> dict[str, datetime | None]:
+    return {s.desk: s.idle_since for s in session.scalars(select(Supervisor))}
+
+
+def call_as_json(call: Call) -> dict[str, Any]:
+    """One call in the lab contract's JSON shape."""
+    return {
+        "id": call.id,
+        "reference": call.encounter.reference,
+        "caller_number": call.caller_number,
+        "warrant_number": call.digits_entered or "",
+        "roster_result": call.roster_result.value if call.roster_result else None,
+        "supervisor": call.supervisor.desk if call.supervisor else None,
+        "started_at": iso(call.started_at),
+        "answered_at": iso(call.answered_at),
+        "ended_at": iso(call.ended_at),
+        "end_reason": call.end_reason,
+        "path": call.path.value,
+        "channel_id": call.channel_id,
+        "officer": (
+            f"{call.encounter.officer.rank} {call.encounter.officer.name}"
+            if call.encounter.officer else None
+        ),
+    }
+
+
+def list_calls(session: Session, limit: int | None = None) -> list[dict[str, Any]]:
+    """Calls, oldest first, in the lab contract's JSON shape."""
+    query = (
+        select(Call)
+        .options(selectinload(Call.encounter).selectinload(Encounter.officer),
+                 selectinload(Call.supervisor))
+        .order_by(Call.started_at, Call.id)
+    )
+    calls: Sequence[Call] = session.scalars(query).all()
+    if limit is not None:
+        calls = calls[-limit:]
+    return [call_as_json(c) for c in calls]
+
+
+def timeline(session: Session, call_id: int) -> list[dict[str, Any]]:
+    events = session.scalars(
+        select(CallEvent).where(CallEvent.call_id == call_id).order_by(CallEvent.id)
+    )
+    return [{"at": iso(e.at), "kind": e.kind, **e.detail} for e in events]
+
+
+@dataclass(frozen=True)
+class FallbackRecord:
+    """One call the dialplan fallback handled while the app was away (a spool line)."""
+
+    channel_id: str
+    caller_number: str | None
+    started_at: datetime
+    answered_at: datetime | None
+    ended_at: datetime
+    desk: str | None
+    end_reason: EndReason
+    dial_status: str
+
+
+def ingest_fallback(session: Session, record: FallbackRecord) -> bool:
+    """Log a fallback call exactly once; return False when it was already logged."""
+    call = session.scalars(select(Call).where(Call.channel_id == record.channel_id)).first()
+    if call is not None and call.path == CallPath.FALLBACK:
+        return False
+    if call is None:
+        open_call(session, record.channel_id, record.caller_number, record.started_at,
+                  CallPath.FALLBACK)
+        call = session.scalars(select(Call).where(Call.channel_id == record.channel_id)).one()
+    call.path = CallPath.FALLBACK
+    if call.roster_result is None:
+        call.roster_result = RosterResult.NONE_ENTERED
+    sup = _supervisor(session, record.desk)
+    call.supervisor_id = sup.id if sup else None
+    call.answered_at = record.answered_at
+    call.ended_at = record.ended_at
+    call.end_reason = record.end_reason.value
+    call.state = "ended"
+    if sup is not None and record.answered_at is not None:
+        sup.idle_since = record.ended_at
+    session.add(CallEvent(call_id=call.id, at=record.ended_at, kind="fallback_logged",
+                          detail={"dial_status": record.dial_status, "desk": record.desk}))
+    return True

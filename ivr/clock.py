@@ -1,0 +1,23 @@
+"""Time in one place: always timezone-aware UTC (SQLite hands back naive datetimes)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def as_utc(value: datetime | None) -> datetime | None:
+    """Attach UTC to a naive datetime read back from the store; convert aware ones."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+def iso(value: datetime | None) -> str | None:
+    aware = as_utc(value)
+    return None if aware is None else aware.isoformat(timespec="milliseconds")

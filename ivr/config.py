@@ -1,0 +1,159 @@
+"""Typed settings: defaults bound to loopback, overridden by ``VERIFYLINE_*`` environment variables.
+
+Secrets have no default: the ARI password is generated on first use and kept under
+``VERIFYLINE_HOME`` (mode 0600) when ``VERIFYLINE_ARI_PASSWORD`` is unset.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from ivr.exceptions import ConfigError
+
+APP_NAME = "verifyline"
+
+
+def _int(env: Mapping[str, str], name: str, default: int, lo: int = 0, hi: int = 65535) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a whole number") from None
+    if not lo <= value <= hi:
+        raise ConfigError(f"{name}={value} is outside {lo}..{hi}")
+    return value
+
+
+def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number of seconds") from None
+    if not 0 < value <= 3600:
+        raise ConfigError(f"{name}={value} must be more than 0 and at most 3600 seconds")
+    return value
+
+
+def _port_range(env: Mapping[str, str], name: str, default: tuple[int, int]) -> tuple[int, int]:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        lo_s, hi_s = raw.split("-", 1)
+        lo, hi = int(lo_s), int(hi_s)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} must look like 20000-20999") from None
+    if not 1024 <= lo < hi <= 65535:
+        raise ConfigError(f"{name}={raw!r}: need 1024 <= start < end <= 65535")
+    return lo, hi
+
+
+@dataclass(frozen=True)
+class EntrySettings:
+    """How the caller keys the warrant number."""
+
+    min_digits: int = 4
+    max_digits: int = 10
+    first_digit_timeout: float = 8.0
+    inter_digit_timeout: float = 5.0
+    max_attempts: int = 3
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the line needs to run; see docs/lab.md for each variable."""
+
+    home: Path
+    sip_port: int = 5060
+    ari_port: int = 8088
+    ari_user: str = APP_NAME
+    ari_password: str = ""
+    db_url: str = ""
+    line_number: str = "0800123456"
+    rtp_ports: tuple[int, int] = (20000, 20999)
+    desks: tuple[str, ...] = ("desk1", "desk2", "desk3", "desk4")
+    ring_timeout: float = 20.0
+    hold_interval: float = 8.0
+    entry: EntrySettings = field(default_factory=EntrySettings)
+    app_name: str = APP_NAME
+    bind_address: str = "127.0.0.1"
+
+    @property
+    def ari_url(self) -> str:
+        return f"http://{self.bind_address}:{self.ari_port}"
+
+    @property
+    def spool_dir(self) -> Path:
+        return self.home / "spool"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.home / "logs"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.home / "run"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read the settings from ``VERIFYLINE_*`` variables (``os.environ`` by default)."""
+        env = os.environ if env is None else env
+        home = Path(env.get("VERIFYLINE_HOME") or "var").resolve()
+        line = env.get("VERIFYLINE_LINE_NUMBER") or "0800123456"
+        if not line.isdigit() or not 3 <= len(line) <= 20:
+            raise ConfigError(f"VERIFYLINE_LINE_NUMBER={line!r} must be 3 to 20 digits")
+        desks = tuple(
+            d.strip() for d in (env.get("VERIFYLINE_DESKS") or "desk1,desk2,desk3,desk4").split(",")
+        )
+        if not desks or not all(d.isalnum() for d in desks):
+            raise ConfigError("VERIFYLINE_DESKS must be a comma-separated list of endpoint names")
+        entry = EntrySettings(
+            min_digits=_int(env, "VERIFYLINE_MIN_DIGITS", 4, 1, 30),
+            max_digits=_int(env, "VERIFYLINE_MAX_DIGITS", 10, 1, 30),
+            first_digit_timeout=_seconds(env, "VERIFYLINE_FIRST_DIGIT_TIMEOUT", 8.0),
+            inter_digit_timeout=_seconds(env, "VERIFYLINE_INTER_DIGIT_TIMEOUT", 5.0),
+            max_attempts=_int(env, "VERIFYLINE_MAX_ATTEMPTS", 3, 1, 10),
+        )
+        if entry.min_digits > entry.max_digits:
+            raise ConfigError("VERIFYLINE_MIN_DIGITS is larger than VERIFYLINE_MAX_DIGITS")
+        settings = cls(
+            home=home,
+            sip_port=_int(env, "VERIFYLINE_SIP_PORT", 5060, 1, 65535),
+            ari_port=_int(env, "VERIFYLINE_ARI_PORT", 8088, 1, 65535),
+            ari_user=env.get("VERIFYLINE_ARI_USER") or APP_NAME,
+            ari_password=env.get("VERIFYLINE_ARI_PASSWORD") or "",
+            db_url=env.get("VERIFYLINE_DB_URL") or f"sqlite:///{home / 'verifyline.db'}",
+            line_number=line,
+            rtp_ports=_port_range(env, "VERIFYLINE_RTP_PORTS", (20000, 20999)),
+            desks=desks,
+            ring_timeout=_seconds(env, "VERIFYLINE_RING_TIMEOUT", 20.0),
+            hold_interval=_seconds(env, "VERIFYLINE_HOLD_INTERVAL", 8.0),
+            entry=entry,
+        )
+        if not settings.ari_user.isalnum():
+            raise ConfigError("VERIFYLINE_ARI_USER must be letters and digits only")
+        return settings
+
+    def with_secrets(self) -> Settings:
+        """Return these settings with the ARI password filled in, generating and keeping one."""
+        if self.ari_password:
+            return self
+        path = self.home / "ari-password"
+        if not path.exists():
+            self.home.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_urlsafe(24) + "\n")
+        password = path.read_text().strip()
+        if not password:
+            raise ConfigError(f"{path} is empty: delete it and a new password will be generated")
+        return replace(self, ari_password=password)

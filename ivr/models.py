@@ -1,0 +1,160 @@
+"""The store's tables: SQLAlchemy 2 typed models. Schema changes go through Alembic migrations."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Enum,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class OfficerStatus(enum.StrEnum):
+    ACTIVE = "active"
+    SUSPENDED = "suspended"
+    WITHDRAWN = "withdrawn"
+    LEFT = "left"
+
+
+class RosterResult(enum.StrEnum):
+    """What the roster says about the number a caller keyed (lab contract values)."""
+
+    ON_DUTY = "on_duty"
+    OFF_DUTY = "off_duty"
+    RESTRICTED = "restricted"
+    UNKNOWN = "unknown"
+    NONE_ENTERED = "none_entered"
+
+
+class CallPath(enum.StrEnum):
+    ARI = "ari"
+    FALLBACK = "fallback"
+
+
+class EndReason(enum.StrEnum):
+    """Why a call ended (documented in docs/lab.md)."""
+
+    CALLER_HANGUP = "caller_hangup"  # after talking to a supervisor, the caller hung up
+    SUPERVISOR_HANGUP = "supervisor_hangup"  # after talking, the supervisor hung up
+    CALLER_ABANDONED = "caller_abandoned"  # caller hung up before a supervisor answered
+    NO_SUPERVISOR = "no_supervisor"  # fallback only: nobody answered; told to dial 999
+    HANDED_TO_FALLBACK = "handed_to_fallback"  # the app hit an error; dialplan took over
+    LOST = "lost"  # the call vanished while the app was away (closed on resync)
+
+
+def _ts() -> Mapped[datetime | None]:
+    return mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class Officer(Base):
+    __tablename__ = "officer"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    warrant_number: Mapped[str] = mapped_column(String(30), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    rank: Mapped[str] = mapped_column(String(100))
+    status: Mapped[OfficerStatus] = mapped_column(
+        Enum(OfficerStatus, native_enum=False, length=20,
+             values_callable=lambda e: [m.value for m in e])
+    )
+    on_duty_from: Mapped[datetime | None] = _ts()
+    on_duty_until: Mapped[datetime | None] = _ts()
+
+
+class Supervisor(Base):
+    """A desk phone in the operations room and the supervisor who answers it."""
+
+    __tablename__ = "supervisor"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    desk: Mapped[str] = mapped_column(String(80), unique=True)
+    display_name: Mapped[str] = mapped_column(String(200), default="")
+    idle_since: Mapped[datetime | None] = _ts()
+
+
+class Encounter(Base):
+    """A member of the public meeting an officer; calls about it are logged against it."""
+
+    __tablename__ = "encounter"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    reference: Mapped[str] = mapped_column(String(12), unique=True)
+    officer_id: Mapped[int | None] = mapped_column(ForeignKey("officer.id"), nullable=True)
+    caller_number: Mapped[str | None] = mapped_column(String(80), nullable=True)
+    opened_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    officer: Mapped[Officer | None] = relationship()
+    calls: Mapped[list[Call]] = relationship(back_populates="encounter")
+
+
+_result_enum = Enum(
+    RosterResult, native_enum=False, length=20, values_callable=lambda e: [m.value for m in e]
+)
+
+
+class Call(Base):
+    __tablename__ = "call"
+    __table_args__ = (Index("ix_call_started_at", "started_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # Asterisk's uniqueid of the caller's channel: ties ARI events and fallback spool lines
+    # to exactly one row.
+    channel_id: Mapped[str] = mapped_column(String(150), unique=True)
+    encounter_id: Mapped[int] = mapped_column(ForeignKey("encounter.id"))
+    caller_number: Mapped[str | None] = mapped_column(String(80), nullable=True)
+    digits_entered: Mapped[str] = mapped_column(String(80), default="")
+    roster_result: Mapped[RosterResult | None] = mapped_column(_result_enum, nullable=True)
+    supervisor_id: Mapped[int | None] = mapped_column(ForeignKey("supervisor.id"), nullable=True)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    answered_at: Mapped[datetime | None] = _ts()
+    ended_at: Mapped[datetime | None] = _ts()
+    end_reason: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    path: Mapped[CallPath] = mapped_column(
+        Enum(CallPath, native_enum=False, length=10, values_callable=lambda e: [m.value for m in e])
+    )
+    # where the state machine stood, so a restarted app can find and continue the call
+    state: Mapped[str] = mapped_column(String(40), default="new")
+    desk_channel_id: Mapped[str | None] = mapped_column(String(150), nullable=True)
+    bridge_id: Mapped[str | None] = mapped_column(String(150), nullable=True)
+
+    encounter: Mapped[Encounter] = relationship(back_populates="calls")
+    supervisor: Mapped[Supervisor | None] = relationship()
+    events: Mapped[list[CallEvent]] = relationship(
+        back_populates="call", order_by="CallEvent.id"
+    )
+
+
+class CallEvent(Base):
+    """Append-only timeline of one call: every key, prompt, ring, answer and hang-up."""
+
+    __tablename__ = "call_event"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    call_id: Mapped[int] = mapped_column(ForeignKey("call.id"), index=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    kind: Mapped[str] = mapped_column(String(40))
+    detail: Mapped[dict[str, object]] = mapped_column(JSON, default=dict)
+
+    call: Mapped[Call] = relationship(back_populates="events")
+

@@ -1,0 +1,3 @@
+from ivr.prompts import main
+
+raise SystemExit(main())

@@ -1,0 +1,87 @@
+"""Ports between the call state machine and the outside world.
+
+The ARI adapter implements :class:`Telephony`; unit tests use a recording fake. The call's
+runtime implements :class:`Timers`; the service layer implements :class:`CallServices`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from ivr.models import RosterResult
+
+
+@dataclass(frozen=True)
+class DeskPresence:
+    """What the switch says about one desk phone right now."""
+
+    registered: bool
+    in_use: bool
+
+
+class Telephony(Protocol):
+    """The switch, as seen by one call: channel and bridge operations."""
+
+    async def answer(self, channel_id: str) -> None: ...
+
+    async def play(self, channel_id: str, playback_id: str, prompts: Sequence[str]) -> None:
+        """Play catalogue prompts in order as one playback (one PlaybackDone at the end)."""
+
+    async def stop_playback(self, playback_id: str) -> None: ...
+
+    async def ring(self, channel_id: str) -> None:
+        """Let the (answered) caller hear ringback."""
+
+    async def stop_ring(self, channel_id: str) -> None: ...
+
+    async def originate(
+        self, desk: str, channel_id: str, display: str, caller_number: str, timeout: float
+    ) -> bool:
+        """Ring a desk phone (it enters the app as a desk leg when answered); False when the
+        switch could not even start ringing it."""
+
+    async def create_bridge(self, bridge_id: str, channel_ids: Sequence[str]) -> None:
+        """Create a mixing bridge holding these channels."""
+
+    async def destroy_bridge(self, bridge_id: str) -> None: ...
+
+    async def hangup(self, channel_id: str) -> None: ...
+
+    async def continue_to_fallback(self, channel_id: str) -> None:
+        """Hand the caller to the native dialplan fallback (rings the desks without the app)."""
+
+    async def desk_presence(self, desks: Sequence[str]) -> dict[str, DeskPresence]: ...
+
+
+class Timers(Protocol):
+    """Per-call timers; a fired timer comes back to the call as a TimerFired event."""
+
+    def start(self, name: str, seconds: float) -> None: ...
+
+    def cancel(self, name: str) -> None: ...
+
+    def cancel_all(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class LookupResult:
+    result: RosterResult
+    officer_id: int | None
+    officer_label: str
+
+
+class CallServices(Protocol):
+    """Domain services a call uses: roster, desk selection, call log."""
+
+    async def lookup(self, digits: str) -> LookupResult: ...
+
+    async def pick_desk(self, call_key: str, exclude: frozenset[str]) -> str | None:
+        """Reserve and return the free desk phone that has been idle longest, or None."""
+
+    def release_desk(self, desk: str, talked: bool) -> None:
+        """Give a reserved desk back; ``talked`` restarts its idle time."""
+
+    def record(self, kind: str, detail: dict[str, object]) -> None:
+        """Append an event to the call's timeline and save the call's current state."""

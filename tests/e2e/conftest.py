@@ -1,0 +1,155 @@
+"""The end-to-end lab: a real Asterisk 22 and the real ARI app, started once per test session on
+ports of their own; every test then uses real SIP phones (sipp) and leaves Asterisk empty."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from ari_app import lab
+from ivr.config import Settings
+from tests.e2e.phones import Caller, DeskPhone
+
+REPO = Path(__file__).resolve().parents[2]
+DEMO_ROSTER = REPO / "ivr" / "demo_roster.csv"
+
+LAB_ENV = {
+    "VERIFYLINE_SIP_PORT": "25060",
+    "VERIFYLINE_ARI_PORT": "28088",
+    "VERIFYLINE_RTP_PORTS": "22000-22999",
+    "VERIFYLINE_FIRST_DIGIT_TIMEOUT": "2",
+    "VERIFYLINE_INTER_DIGIT_TIMEOUT": "3",
+    "VERIFYLINE_RING_TIMEOUT": "4",
+    "VERIFYLINE_HOLD_INTERVAL": "5",
+}
+
+
+def poll(what: str, check: Callable[[], Any], timeout: float = 15.0, every: float = 0.1) -> Any:
+    """Wait until check() returns something truthy; fail with ``what`` after the deadline."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} (last: {last!r})")
+
+
+@dataclass
+class Lab:
+    settings: Settings
+    env: dict[str, str]
+    workdir: Path
+    ari: httpx.Client
+    phones: list[DeskPhone] = field(default_factory=list)
+
+    @property
+    def instance(self) -> lab.Instance:
+        return lab.instance(self.settings)
+
+    def verifyline(self, *args: str) -> str:
+        """Run the real CLI, as outside tools do."""
+        result = subprocess.run([sys.executable, "-m", "ari_app", *args], env=self.env,
+                                capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    def calls(self) -> list[dict[str, Any]]:
+        calls: list[dict[str, Any]] = json.loads(self.verifyline("calls", "list", "--json"))
+        return calls
+
+    def call_from(self, number: str) -> dict[str, Any] | None:
+        found = [c for c in self.calls() if c["caller_number"] == number]
+        assert len(found) <= 1, f"more than one row for one call: {found}"
+        return found[0] if found else None
+
+    def ended_call_from(self, number: str, timeout: float = 15.0) -> dict[str, Any]:
+        def ended() -> dict[str, Any] | None:
+            call = self.call_from(number)
+            return call if call and call["ended_at"] else None
+
+        result: dict[str, Any] = poll(f"the logged end of the call from {number}", ended,
+                                      timeout, every=0.5)
+        return result
+
+    def timeline(self, call_id: int) -> list[dict[str, Any]]:
+        shown: dict[str, Any] = json.loads(self.verifyline("calls", "show", str(call_id)))
+        timeline: list[dict[str, Any]] = shown["timeline"]
+        return timeline
+
+    def desk(self, name: str, behaviour: str = "desk_answer") -> DeskPhone:
+        phone = DeskPhone(name, self.settings.sip_port, self.workdir, behaviour)
+        phone.start()
+        self.phones.append(phone)
+        poll(f"{name} registered", lambda: self.ari.get(f"/endpoints/PJSIP/{name}").json()
+             .get("state") == "online")
+        return phone
+
+    def caller(self, number: str, digits: str = "", scenario: str = "caller",
+               wait_ms: int = 3000) -> Caller:
+        return Caller(self.settings.sip_port, self.settings.line_number, self.workdir, number,
+                      scenario, digits, wait_ms).start()
+
+    def channels(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self.ari.get("/channels").json()
+        return result
+
+    def bridges(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self.ari.get("/bridges").json()
+        return result
+
+
+@pytest.fixture(scope="session")
+def lab_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    home = tmp_path_factory.mktemp("lab")
+    env = {**os.environ, **LAB_ENV, "VERIFYLINE_HOME": str(home)}
+    saved = dict(os.environ)
+    os.environ.update(env)
+    settings = Settings.from_env(env).with_secrets()
+    env["VERIFYLINE_ARI_PASSWORD"] = settings.ari_password
+    t0 = time.monotonic()
+    try:
+        lab.up(settings)
+        print(f"\n[lab] Asterisk + app ready in {time.monotonic() - t0:.2f} s")
+        client = httpx.Client(base_url=f"{settings.ari_url}/ari",
+                              auth=(settings.ari_user, settings.ari_password), timeout=5)
+        the_lab = Lab(settings, env, tmp_path_factory.mktemp("phones"), client)
+        the_lab.verifyline("roster", "import", str(DEMO_ROSTER))
+        yield the_lab
+        client.close()
+    finally:
+        lab.down(settings)
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+@pytest.fixture
+def the_lab(lab_session: Lab) -> Iterator[Lab]:
+    """The lab for one test: afterwards no phone stays registered and Asterisk holds no channel
+    and no bridge (anything left is hung up, and the test fails)."""
+    lab_session.phones = []
+    yield lab_session
+    for phone in lab_session.phones:
+        phone.stop()
+    try:
+        poll("Asterisk to hold no channel and no bridge",
+             lambda: not lab_session.channels() and not lab_session.bridges(), timeout=10)
+    except AssertionError:
+        left = ([c["name"] for c in lab_session.channels()],
+                [b["id"] for b in lab_session.bridges()])
+        for c in lab_session.channels():
+            lab_session.ari.delete(f"/channels/{c['id']}")
+        for b in lab_session.bridges():
+            lab_session.ari.delete(f"/bridges/{b['id']}")
+        pytest.fail(f"Asterisk still held channels/bridges after the test: {left}")

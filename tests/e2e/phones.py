@@ -1,0 +1,146 @@
+"""Real SIP phones for the end-to-end tests: sipp desk phones and sipp callers."""
+
+from __future__ import annotations
+
+import itertools
+import re
+import signal
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+SCENARIOS = Path(__file__).resolve().parents[1] / "sipp"
+SIPP_RTP_DTMF_MS = 400  # sipp's play_dtmf: one digit about every 400 ms
+
+_ports = itertools.count(0)
+
+
+def _next_port_block() -> int:
+    # each sipp run gets fresh ports: a stale retransmission from an earlier run is never eaten
+    return next(_ports)
+
+
+def sip_requests(message_log: Path) -> list[str]:
+    """The SIP requests a sipp instance received, in order ('INVITE', 'ACK', 'BYE', ...)."""
+    if not message_log.exists():
+        return []
+    text = message_log.read_text(errors="replace")
+    seen = []
+    for block in re.split(r"\n-{20,}[^\n]*\n", text):
+        m = re.search(r"message received \[\d+\] bytes :\s*\n\s*\n(\S+) (\S+)", block)
+        if m:
+            first, _second = m.groups()
+            if not first.startswith("SIP/"):
+                seen.append(first)
+    return seen
+
+
+@dataclass
+class DeskPhone:
+    """A registered desk phone (sipp: registration scenario + out-of-call answering scenario)."""
+
+    name: str
+    sip_port: int
+    workdir: Path
+    behaviour: str = "desk_answer"
+    port: int = 0
+    media_port: int = 0
+    proc: subprocess.Popen[bytes] | None = None
+    log: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        n = _next_port_block()
+        self.port = 31000 + n
+        self.media_port = 33000 + 4 * n
+        self.log = self.workdir / f"{self.name}-{self.port}.msg.log"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            ["sipp", f"127.0.0.1:{self.sip_port}",
+             "-sf", str(SCENARIOS / "desk_register.xml"),
+             "-oocsf", str(SCENARIOS / f"{self.behaviour}.xml"),
+             "-s", self.name, "-au", self.name, "-ap", f"lab-{self.name}",
+             "-i", "127.0.0.1", "-p", str(self.port),
+             "-mi", "127.0.0.1", "-mp", str(self.media_port), "-rtp_echo",
+             "-m", "1", "-nostdin", "-trace_msg", "-message_file", str(self.log),
+             "-trace_err", "-error_file", str(self.workdir / f"{self.name}-{self.port}.err.log")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=self.workdir,
+        )
+
+    def received(self) -> list[str]:
+        return sip_requests(self.log)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait()
+        # take the registration away so later tests never ring a dead port
+        subprocess.run(
+            ["sipp", f"127.0.0.1:{self.sip_port}", "-sf", str(SCENARIOS / "desk_unregister.xml"),
+             "-s", self.name, "-au", self.name, "-ap", f"lab-{self.name}",
+             "-i", "127.0.0.1", "-p", str(self.port), "-m", "1", "-nostdin",
+             "-timeout", "10", "-timeout_error"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=self.workdir, timeout=20,
+        )
+
+
+@dataclass
+class Caller:
+    """A member of the public calling the line from the public trunk (127.0.0.2)."""
+
+    sip_port: int
+    line_number: str
+    workdir: Path
+    number: str
+    scenario: str = "caller"
+    digits: str = ""
+    wait_ms: int = 3000
+    proc: subprocess.Popen[bytes] | None = None
+    started: float = 0.0
+    log: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        n = _next_port_block()
+        self.port = 35000 + n
+        self.media_port = 37000 + 4 * n
+        self.log = self.workdir / f"caller-{self.port}.msg.log"
+        self.errors = self.workdir / f"caller-{self.port}.err.log"
+
+    def start(self) -> Caller:
+        scenario = SCENARIOS / f"{self.scenario}.xml"
+        argv = ["sipp", f"127.0.0.1:{self.sip_port}", "-sf", str(scenario),
+                "-s", self.line_number, "-key", "caller", self.number,
+                "-i", "127.0.0.2", "-p", str(self.port),
+                "-mi", "127.0.0.2", "-mp", str(self.media_port),
+                "-d", str(self.wait_ms), "-m", "1", "-nostdin",
+                "-timeout", "150", "-timeout_error",
+                "-trace_msg", "-message_file", str(self.log),
+                "-trace_err", "-error_file", str(self.errors)]
+        if self.digits:
+            argv[argv.index("-key"):argv.index("-key")] = ["-key", "digits", self.digits]
+        self.started = time.monotonic()
+        self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                     cwd=self.workdir)
+        return self
+
+    def wait(self, timeout: float = 160) -> int:
+        assert self.proc is not None
+        rc = self.proc.wait(timeout)
+        return rc
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def failure(self) -> str:
+        return self.errors.read_text(errors="replace")[-2000:] if self.errors.exists() else ""
+
+    def received(self) -> list[str]:
+        return sip_requests(self.log)
+
+
+def dtmf_ms(digits: str) -> int:
+    """How long sipp takes to send these digits as RFC 4733 events."""
+    return 700 + SIPP_RTP_DTMF_MS * len(digits)

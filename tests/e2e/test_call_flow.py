@@ -1,0 +1,144 @@
+"""One real call end to end: sipp caller on the public trunk -> Asterisk 22 -> ARI app ->
+roster -> a free desk phone (sipp) -> bridged -> logged. Nothing here is mocked."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+from ari_app import lab
+from tests.e2e.conftest import Lab, poll
+from tests.e2e.phones import dtmf_ms
+
+pytestmark = pytest.mark.e2e
+
+
+def kinds(the_lab: Lab, call: dict[str, Any]) -> list[str]:
+    return [e["kind"] for e in the_lab.timeline(call["id"])]
+
+
+def rtp_counts(the_lab: Lab, channel_id: str) -> tuple[int, int]:
+    stats = the_lab.ari.get(f"/channels/{channel_id}/rtp_statistics").json()
+    return int(stats.get("rxcount", 0)), int(stats.get("txcount", 0))
+
+
+def test_given_on_duty_number_when_called_then_free_desk_answers_and_call_is_logged(the_lab):
+    desk = the_lab.desk("desk1")
+    t0 = time.monotonic()
+    caller = the_lab.caller("07700900001", "123456#", wait_ms=dtmf_ms("123456#") + 1500)
+
+    bridge = poll("a bridge holding caller and desk",
+                  lambda: next((b for b in the_lab.bridges() if len(b["channels"]) == 2), None))
+    # RTP both ways: the caller's audio reaches the desk, which echoes it back to the caller
+    caller_leg, desk_leg = sorted(bridge["channels"], key=lambda c: "-desk" in c)
+    poll("RTP flowing both ways through the bridge", lambda: all(
+        n > 0 for n in (*rtp_counts(the_lab, caller_leg), *rtp_counts(the_lab, desk_leg))),
+        timeout=8)
+
+    assert caller.wait() == 0, caller.failure()
+    print(f"\n[figure] one verification call, dial to hang-up: {time.monotonic() - t0:.2f} s")
+    assert desk.received()[:2] == ["INVITE", "ACK"] and "BYE" in desk.received()
+    call = the_lab.ended_call_from("07700900001")
+    assert call["warrant_number"] == "123456"
+    assert call["roster_result"] == "on_duty"
+    assert call["supervisor"] == "desk1"
+    assert call["path"] == "ari"
+    assert call["end_reason"] == "caller_hangup"
+    assert call["started_at"] < call["answered_at"] < call["ended_at"]
+    assert call["officer"] == "PC Jane Smith"
+    assert {"answered", "roster_checked", "desk_ringing", "bridged", "ended"} <= set(
+        kinds(the_lab, call))
+
+
+def test_given_unknown_number_when_called_then_still_bridged_and_logged_unknown(the_lab):
+    the_lab.desk("desk2")
+    caller = the_lab.caller("07700900002", "999999#", wait_ms=dtmf_ms("999999#") + 1500)
+
+    assert caller.wait() == 0, caller.failure()
+
+    call = the_lab.ended_call_from("07700900002")
+    assert (call["roster_result"], call["warrant_number"]) == ("unknown", "999999")
+    assert call["supervisor"] == "desk2" and call["answered_at"] is not None
+
+
+def test_given_no_digits_when_attempts_run_out_then_still_bridged_as_none_entered(the_lab):
+    desk = the_lab.desk("desk1", "desk_answer_hangup")  # the supervisor ends this call
+    caller = the_lab.caller("07700900003", scenario="caller_silent")
+
+    assert caller.wait() == 0, caller.failure()
+
+    call = the_lab.ended_call_from("07700900003")
+    assert call["roster_result"] == "none_entered" and call["warrant_number"] == ""
+    assert call["supervisor"] == "desk1"
+    assert call["end_reason"] == "supervisor_hangup"
+    assert kinds(the_lab, call).count("entry_failed") == 3
+    assert "BYE" in caller.received() and desk.received()[:2] == ["INVITE", "ACK"]
+
+
+def test_given_first_desk_does_not_answer_then_the_next_one_rings(the_lab):
+    ignoring = the_lab.desk("desk3", "desk_ignore")
+    answering = the_lab.desk("desk4")
+    caller = the_lab.caller("07700900004", "345678#",
+                            wait_ms=dtmf_ms("345678#") + 4000 + 1500)  # ring timeout is 4 s
+
+    assert caller.wait() == 0, caller.failure()
+
+    assert ignoring.received()[:2] == ["INVITE", "CANCEL"]
+    assert answering.received()[:2] == ["INVITE", "ACK"]
+    call = the_lab.ended_call_from("07700900004")
+    assert call["roster_result"] == "restricted"
+    assert call["supervisor"] == "desk4"
+    events = the_lab.timeline(call["id"])
+    rung = [e["desk"] for e in events if e["kind"] == "desk_ringing"]
+    assert rung[:2] == ["desk3", "desk4"]
+    assert any(e["kind"] == "desk_no_answer" and e["desk"] == "desk3" for e in events)
+
+
+def test_given_desk_ringing_when_caller_hangs_up_then_desk_gets_cancel(the_lab):
+    desk = the_lab.desk("desk1", "desk_ignore")
+    caller = the_lab.caller("07700900005", "123456#", scenario="caller_hangup",
+                            wait_ms=dtmf_ms("123456#") + 1500)
+
+    assert caller.wait() == 0, caller.failure()
+
+    poll("the desk phone to get CANCEL", lambda: "CANCEL" in desk.received())
+    call = the_lab.ended_call_from("07700900005")
+    assert call["end_reason"] == "caller_abandoned"
+    assert call["supervisor"] is None and call["answered_at"] is None
+    assert call["roster_result"] == "on_duty"
+    assert "desk_cancelled" in kinds(the_lab, call)
+
+
+def test_given_sip_info_dtmf_when_called_then_digits_are_understood(the_lab):
+    the_lab.desk("desk2")
+    caller = the_lab.caller("07700900006", scenario="caller_info", wait_ms=2500)
+
+    assert caller.wait() == 0, caller.failure()
+
+    call = the_lab.ended_call_from("07700900006")
+    assert (call["warrant_number"], call["roster_result"]) == ("123456", "on_duty")
+    assert call["supervisor"] == "desk2"
+
+
+def test_given_app_not_running_when_called_then_fallback_reaches_a_desk_and_is_logged(the_lab):
+    inst = the_lab.instance
+    lab.stop_app(inst)
+    try:
+        assert not lab.app_registered(the_lab.settings)
+        desk = the_lab.desk("desk1")
+        caller = the_lab.caller("07700900007", "123456#", wait_ms=6000)
+
+        assert caller.wait() == 0, caller.failure()
+        assert desk.received()[:2] == ["INVITE", "ACK"] and "BYE" in desk.received()
+        assert the_lab.call_from("07700900007") is None  # nobody logged it yet
+    finally:
+        lab.start_app(inst)
+
+    call = the_lab.ended_call_from("07700900007", timeout=20)
+    assert call["path"] == "fallback"
+    assert call["supervisor"] == "desk1"
+    assert call["end_reason"] == "caller_hangup"
+    assert call["roster_result"] == "none_entered"
+    assert call["answered_at"] is not None

@@ -1,0 +1,124 @@
+"""Typed recording fakes of the ports in ivr.telephony, for driving the state machine."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from ivr.callflow import Call, CallContext, CallData, FlowSettings
+from ivr.config import EntrySettings
+from ivr.models import RosterResult
+from ivr.telephony import DeskPresence, LookupResult
+
+
+@dataclass
+class FakeTelephony:
+    """Records every request as (operation, *arguments)."""
+
+    requests: list[tuple[object, ...]] = field(default_factory=list)
+    presence: dict[str, DeskPresence] = field(default_factory=dict)
+    refuse_desks: set[str] = field(default_factory=set)
+
+    def ops(self, name: str) -> list[tuple[object, ...]]:
+        return [r for r in self.requests if r[0] == name]
+
+    async def answer(self, channel_id: str) -> None:
+        self.requests.append(("answer", channel_id))
+
+    async def play(self, channel_id: str, playback_id: str, prompts: Sequence[str]) -> None:
+        self.requests.append(("play", channel_id, playback_id, tuple(prompts)))
+
+    async def stop_playback(self, playback_id: str) -> None:
+        self.requests.append(("stop_playback", playback_id))
+
+    async def ring(self, channel_id: str) -> None:
+        self.requests.append(("ring", channel_id))
+
+    async def stop_ring(self, channel_id: str) -> None:
+        self.requests.append(("stop_ring", channel_id))
+
+    async def originate(self, desk: str, channel_id: str, display: str, caller_number: str,
+                        timeout: float) -> bool:
+        self.requests.append(("originate", desk, channel_id, display))
+        return desk not in self.refuse_desks
+
+    async def create_bridge(self, bridge_id: str, channel_ids: Sequence[str]) -> None:
+        self.requests.append(("create_bridge", bridge_id, tuple(channel_ids)))
+
+    async def destroy_bridge(self, bridge_id: str) -> None:
+        self.requests.append(("destroy_bridge", bridge_id))
+
+    async def hangup(self, channel_id: str) -> None:
+        self.requests.append(("hangup", channel_id))
+
+    async def continue_to_fallback(self, channel_id: str) -> None:
+        self.requests.append(("continue_to_fallback", channel_id))
+
+    async def desk_presence(self, desks: Sequence[str]) -> dict[str, DeskPresence]:
+        return {d: p for d, p in self.presence.items() if d in desks}
+
+
+@dataclass
+class FakeTimers:
+    running: dict[str, float] = field(default_factory=dict)
+
+    def start(self, name: str, seconds: float) -> None:
+        self.running[name] = seconds
+
+    def cancel(self, name: str) -> None:
+        self.running.pop(name, None)
+
+    def cancel_all(self) -> None:
+        self.running.clear()
+
+
+@dataclass
+class FakeServices:
+    tel: FakeTelephony
+    roster: dict[str, RosterResult] = field(default_factory=dict)
+    desks: tuple[str, ...] = ("desk1", "desk2")
+    reserved: set[str] = field(default_factory=set)
+    released: list[tuple[str, bool]] = field(default_factory=list)
+    timeline: list[tuple[str, dict[str, object]]] = field(default_factory=list)
+
+    async def lookup(self, digits: str) -> LookupResult:
+        if not digits:
+            return LookupResult(RosterResult.NONE_ENTERED, None, "")
+        return LookupResult(self.roster.get(digits, RosterResult.UNKNOWN), None, "")
+
+    async def pick_desk(self, call_key: str, exclude: frozenset[str]) -> str | None:
+        presence = await self.tel.desk_presence(self.desks)
+        for desk in self.desks:
+            p = presence.get(desk)
+            if (p and p.registered and not p.in_use and desk not in exclude
+                    and desk not in self.reserved):
+                self.reserved.add(desk)
+                return desk
+        return None
+
+    def release_desk(self, desk: str, talked: bool) -> None:
+        self.reserved.discard(desk)
+        self.released.append((desk, talked))
+
+    def record(self, kind: str, detail: dict[str, object]) -> None:
+        self.timeline.append((kind, detail))
+
+    def kinds(self) -> list[str]:
+        return [k for k, _ in self.timeline]
+
+
+ONLINE = DeskPresence(registered=True, in_use=False)
+BUSY = DeskPresence(registered=True, in_use=True)
+OFFLINE = DeskPresence(registered=False, in_use=False)
+
+
+def make_call(presence: dict[str, DeskPresence] | None = None,
+              roster: dict[str, RosterResult] | None = None,
+              entry: EntrySettings | None = None) -> tuple[Call, FakeTelephony, FakeTimers,
+                                                           FakeServices]:
+    tel = FakeTelephony(presence=dict(presence or {"desk1": ONLINE, "desk2": ONLINE}))
+    timers = FakeTimers()
+    services = FakeServices(tel, roster=dict(roster or {}))
+    data = CallData(channel_id="c1", caller_number="07700900123", reference="123456")
+    settings = FlowSettings(entry=entry or EntrySettings(), ring_timeout=20, hold_interval=8)
+    return Call(CallContext(data, tel, timers, services, settings)), tel, timers, services

@@ -1,0 +1,311 @@
+"""The call state machine, driven through typed fakes (no Asterisk)."""
+
+from __future__ import annotations
+
+from ivr.callflow import (
+    Bridged,
+    CallerGone,
+    Collecting,
+    Connecting,
+    DeskAnswered,
+    DeskGone,
+    Dtmf,
+    Ended,
+    Greeting,
+    PlaybackDone,
+    TimerFired,
+)
+from ivr.config import EntrySettings
+from ivr.models import EndReason, RosterResult
+from tests.unit.fakes import BUSY, OFFLINE, ONLINE, make_call
+
+
+async def key(call, digits: str) -> None:
+    for d in digits:
+        await call.dispatch(Dtmf(d))
+
+
+def last_playback(tel) -> str:
+    return str(tel.ops("play")[-1][2])
+
+
+async def test_given_new_call_when_started_then_answers_and_plays_greeting() -> None:
+    call, tel, _, services = make_call()
+
+    await call.start()
+
+    assert tel.requests[0] == ("answer", "c1")
+    assert tel.ops("play")[0][3] == ("greeting",)
+    assert isinstance(call.state, Greeting)
+    assert services.kinds()[:2] == ["answered", "prompt"]
+
+
+async def test_given_greeting_when_digit_pressed_then_greeting_stops_and_digit_is_kept() -> None:
+    call, tel, timers, _ = make_call()
+    await call.start()
+    greeting = last_playback(tel)
+
+    await call.dispatch(Dtmf("4"))
+
+    assert ("stop_playback", greeting) in tel.requests
+    assert isinstance(call.state, Collecting)
+    assert call.state.digits == "4"
+    assert timers.running["digit"] == EntrySettings().inter_digit_timeout
+
+
+async def test_given_greeting_done_when_prompt_finishes_then_first_digit_timer_starts() -> None:
+    call, tel, timers, _ = make_call()
+    await call.start()
+    await call.dispatch(PlaybackDone(last_playback(tel)))
+    assert tel.ops("play")[-1][3] == ("enter_number",)
+    assert "digit" not in timers.running  # not while the question is still being asked
+
+    await call.dispatch(PlaybackDone(last_playback(tel)))
+
+    assert timers.running["digit"] == EntrySettings().first_digit_timeout
+
+
+async def test_given_on_duty_number_when_hash_then_connecting_prompt_and_desk_rings() -> None:
+    call, tel, timers, services = make_call(roster={"123456": RosterResult.ON_DUTY})
+    await call.start()
+
+    await key(call, "123456#")
+
+    assert isinstance(call.state, Connecting)
+    assert call.ctx.data.roster_result is RosterResult.ON_DUTY
+    assert tel.ops("play")[-1][3] == ("connecting",)
+    originate = tel.ops("originate")[0]
+    assert originate[1:3] == ("desk1", "c1-desk1")
+    assert "ON DUTY 123456" in str(originate[3])
+    assert timers.running["ring"] == 20
+    assert "roster_checked" in services.kinds()
+
+
+async def test_given_connecting_prompt_done_then_caller_hears_ringback() -> None:
+    call, tel, _, _ = make_call()
+    await call.start()
+    await key(call, "123456#")
+
+    await call.dispatch(PlaybackDone(last_playback(tel)))
+
+    assert tel.requests[-1] == ("ring", "c1")
+
+
+async def test_given_desk_ringing_when_desk_answers_then_both_legs_bridged() -> None:
+    call, tel, timers, services = make_call()
+    await call.start()
+    await key(call, "123456#")
+
+    await call.dispatch(DeskAnswered("c1-desk1"))
+
+    assert isinstance(call.state, Bridged)
+    assert ("create_bridge", "c1-bridge", ("c1", "c1-desk1")) in tel.requests
+    assert ("stop_ring", "c1") in tel.requests
+    assert call.ctx.data.answered_desk == "desk1"
+    assert timers.running == {}
+    assert "bridged" in services.kinds()
+
+
+async def test_given_bridged_when_caller_hangs_up_then_desk_leg_and_bridge_go() -> None:
+    call, tel, _, services = make_call()
+    await call.start()
+    await key(call, "123456#")
+    await call.dispatch(DeskAnswered("c1-desk1"))
+
+    await call.dispatch(CallerGone())
+
+    assert ("hangup", "c1-desk1") in tel.requests
+    assert ("destroy_bridge", "c1-bridge") in tel.requests
+    assert isinstance(call.state, Ended)
+    assert call.ctx.data.end_reason is EndReason.CALLER_HANGUP
+    assert services.released == [("desk1", True)]
+
+
+async def test_given_bridged_when_supervisor_hangs_up_then_caller_is_hung_up() -> None:
+    call, tel, _, _ = make_call()
+    await call.start()
+    await key(call, "123456#")
+    await call.dispatch(DeskAnswered("c1-desk1"))
+
+    await call.dispatch(DeskGone("c1-desk1"))
+
+    assert ("hangup", "c1") in tel.requests
+    assert ("destroy_bridge", "c1-bridge") in tel.requests
+    assert call.ctx.data.end_reason is EndReason.SUPERVISOR_HANGUP
+
+
+async def test_given_desk_ringing_when_ring_timeout_then_next_desk_rings() -> None:
+    call, tel, _, services = make_call()
+    await call.start()
+    await key(call, "123456#")
+
+    await call.dispatch(TimerFired("ring"))
+
+    assert ("hangup", "c1-desk1") in tel.requests
+    assert tel.ops("originate")[-1][1:3] == ("desk2", "c1-desk2")
+    assert ("desk1", False) in services.released
+    assert "desk_no_answer" in services.kinds()
+
+
+async def test_given_desk_ringing_when_caller_hangs_up_then_desk_is_cancelled() -> None:
+    call, tel, timers, _ = make_call()
+    await call.start()
+    await key(call, "123456#")
+
+    await call.dispatch(CallerGone())
+
+    assert ("hangup", "c1-desk1") in tel.requests
+    assert call.ctx.data.end_reason is EndReason.CALLER_ABANDONED
+    assert timers.running == {}
+
+
+async def test_given_desk_rejects_when_ringing_then_next_desk_rings_at_once() -> None:
+    call, tel, _, _ = make_call()
+    await call.start()
+    await key(call, "123456#")
+
+    await call.dispatch(DeskGone("c1-desk1", "busy"))
+
+    assert tel.ops("originate")[-1][1] == "desk2"
+
+
+async def test_given_desk_cannot_be_rung_then_the_next_one_is_tried() -> None:
+    call, tel, _, _ = make_call()
+    tel.refuse_desks.add("desk1")
+    await call.start()
+
+    await key(call, "123456#")
+
+    assert [o[1] for o in tel.ops("originate")] == ["desk1", "desk2"]
+
+
+async def test_given_no_digits_when_attempts_run_out_then_supervisor_anyway() -> None:
+    call, tel, _, services = make_call()
+    await call.start()
+    await call.dispatch(PlaybackDone(last_playback(tel)))  # greeting
+
+    for _ in range(3):
+        await call.dispatch(PlaybackDone(last_playback(tel)))  # "key in the number"
+        await call.dispatch(TimerFired("digit"))
+
+    assert isinstance(call.state, Connecting)
+    assert call.ctx.data.roster_result is RosterResult.NONE_ENTERED
+    assert call.ctx.data.digits == ""
+    assert services.kinds().count("entry_failed") == 3
+    assert tel.ops("originate")
+
+
+async def test_given_hash_alone_then_caller_is_asked_again() -> None:
+    call, tel, _, services = make_call()
+    await call.start()
+    await call.dispatch(Dtmf("1"))
+    await call.dispatch(Dtmf("#"))  # '1#' is too short
+
+    await call.dispatch(Dtmf("#"))
+
+    assert tel.ops("play")[-1][3] == ("not_understood", "enter_number")
+    reasons = [d["reason"] for k, d in services.timeline if k == "entry_failed"]
+    assert reasons == ["too_few_digits", "hash_alone"]
+    assert isinstance(call.state, Collecting) and call.state.attempt == 3
+
+
+async def test_given_too_many_digits_then_reprompt() -> None:
+    call, tel, _, services = make_call(entry=EntrySettings(max_digits=6))
+    await call.start()
+
+    await key(call, "1234567#")
+
+    assert tel.ops("play")[-1][3] == ("not_understood", "enter_number")
+    assert [d["reason"] for k, d in services.timeline if k == "entry_failed"] == [
+        "too_many_digits"]
+
+
+async def test_given_star_or_letters_during_entry_then_ignored() -> None:
+    call, _, _, services = make_call()
+    await call.start()
+
+    await key(call, "12*A34B56#")
+
+    assert call.ctx.data.digits == "123456"
+    assert services.kinds().count("key_ignored") == 3
+
+
+async def test_given_unknown_number_then_still_connected_to_a_supervisor() -> None:
+    call, tel, _, _ = make_call()
+    await call.start()
+
+    await key(call, "999999#")
+
+    assert call.ctx.data.roster_result is RosterResult.UNKNOWN
+    assert tel.ops("originate")
+
+
+async def test_given_any_roster_result_then_caller_hears_the_same_prompts() -> None:
+    heard = []
+    for digits in ("123456", "345678", "999999"):
+        call, tel, _, _ = make_call(roster={"123456": RosterResult.ON_DUTY,
+                                            "345678": RosterResult.RESTRICTED})
+        await call.start()
+        await key(call, digits + "#")
+        await call.dispatch(PlaybackDone(last_playback(tel)))
+        heard.append([r[3] for r in tel.ops("play")] + [r[0] for r in tel.ops("ring")])
+    assert heard[0] == heard[1] == heard[2]
+
+
+async def test_given_no_desk_free_then_caller_holds_and_is_told_periodically() -> None:
+    call, tel, timers, services = make_call(presence={"desk1": BUSY, "desk2": OFFLINE})
+    await call.start()
+    await key(call, "123456#")
+    assert not tel.ops("originate")
+    assert "no_supervisor_free" in services.kinds()
+    assert {"hold", "retry"} <= set(timers.running)
+
+    await call.dispatch(TimerFired("hold"))
+
+    assert tel.ops("play")[-1][3] == ("all_busy",)
+    assert "hold" in timers.running  # told again every few seconds
+
+
+async def test_given_caller_waiting_when_a_desk_frees_up_then_it_rings() -> None:
+    call, tel, _, _ = make_call(presence={"desk1": BUSY})
+    await call.start()
+    await key(call, "123456#")
+    tel.presence["desk1"] = ONLINE
+
+    await call.dispatch(TimerFired("retry"))
+
+    assert tel.ops("originate")[-1][1] == "desk1"
+
+
+async def test_given_late_desk_answer_after_timeout_then_that_leg_is_hung_up() -> None:
+    call, tel, _, _ = make_call()
+    await call.start()
+    await key(call, "123456#")
+    await call.dispatch(TimerFired("ring"))
+
+    await call.dispatch(DeskAnswered("c1-desk1"))
+
+    assert tel.requests.count(("hangup", "c1-desk1")) == 2
+    assert isinstance(call.state, Connecting)
+
+
+async def test_given_error_when_handed_to_fallback_then_dialplan_continues() -> None:
+    call, tel, _, _ = make_call()
+    await call.start()
+
+    await call.hand_to_fallback()
+
+    assert ("continue_to_fallback", "c1") in tel.requests
+    assert call.ctx.data.end_reason is EndReason.HANDED_TO_FALLBACK
+
+
+async def test_given_ended_call_then_late_events_are_ignored() -> None:
+    call, tel, _, _ = make_call()
+    await call.start()
+    await call.dispatch(CallerGone())
+    before = list(tel.requests)
+
+    await call.dispatch(Dtmf("1"))
+    await call.dispatch(CallerGone())
+
+    assert tel.requests == before

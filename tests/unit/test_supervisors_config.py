@@ -1,0 +1,83 @@
+"""Desk selection and settings."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+
+import pytest
+
+from ari_app.service import LoopTimers, caller_channel_of
+from ivr.config import Settings
+from ivr.exceptions import ConfigError
+from ivr.supervisors import DeskPool
+from ivr.telephony import DeskPresence
+
+ON = DeskPresence(True, False)
+
+
+def test_given_free_desks_then_the_longest_idle_is_chosen_first():
+    pool = DeskPool(["desk1", "desk2", "desk3"], {
+        "desk1": datetime(2026, 1, 1, 12, tzinfo=UTC),
+        "desk2": datetime(2026, 1, 1, 9, tzinfo=UTC),
+        "desk3": datetime(2026, 1, 1, 10, tzinfo=UTC),
+    })
+    presence = {"desk1": ON, "desk2": ON, "desk3": ON}
+    assert pool.free(presence) == ["desk2", "desk3", "desk1"]
+
+
+def test_given_busy_unregistered_or_reserved_desks_then_never_chosen():
+    pool = DeskPool(["desk1", "desk2", "desk3", "desk4"], {})
+    presence = {"desk1": DeskPresence(True, True), "desk2": DeskPresence(False, False),
+                "desk3": ON, "desk4": ON}
+    assert pool.reserve(presence, "a") == "desk3"
+    assert pool.reserve(presence, "b") == "desk4"
+    assert pool.reserve(presence, "c") is None
+
+
+def test_given_desk_talked_when_released_then_it_goes_to_the_back():
+    pool = DeskPool(["desk1", "desk2"], {})
+    presence = {"desk1": ON, "desk2": ON}
+    desk = pool.reserve(presence, "a")
+    pool.release(desk or "", talked=True)
+    assert pool.free(presence) == ["desk2", "desk1"]
+
+
+def test_given_env_when_read_then_typed_settings(tmp_path):
+    s = Settings.from_env({"VERIFYLINE_HOME": str(tmp_path), "VERIFYLINE_SIP_PORT": "15060",
+                           "VERIFYLINE_RTP_PORTS": "21000-21999",
+                           "VERIFYLINE_RING_TIMEOUT": "3.5"})
+    assert (s.sip_port, s.rtp_ports, s.ring_timeout) == (15060, (21000, 21999), 3.5)
+    assert s.db_url == f"sqlite:///{tmp_path / 'verifyline.db'}"
+
+
+@pytest.mark.parametrize(("name", "value"), [
+    ("VERIFYLINE_SIP_PORT", "abc"), ("VERIFYLINE_RTP_PORTS", "20000"),
+    ("VERIFYLINE_LINE_NUMBER", "08-00"), ("VERIFYLINE_RING_TIMEOUT", "-1"),
+])
+def test_given_bad_setting_then_a_clear_error_names_it(tmp_path, name, value):
+    with pytest.raises(ConfigError, match=name):
+        Settings.from_env({"VERIFYLINE_HOME": str(tmp_path), name: value})
+
+
+def test_given_no_password_then_one_is_generated_kept_and_private(tmp_path):
+    s = Settings.from_env({"VERIFYLINE_HOME": str(tmp_path)}).with_secrets()
+    again = Settings.from_env({"VERIFYLINE_HOME": str(tmp_path)}).with_secrets()
+    assert len(s.ari_password) >= 24 and s.ari_password == again.ari_password
+    assert (tmp_path / "ari-password").stat().st_mode & 0o077 == 0
+
+
+def test_desk_legs_map_to_their_caller():
+    assert caller_channel_of("1700000000.5-desk2") == "1700000000.5"
+    assert caller_channel_of("1700000000.5") == "1700000000.5"
+
+
+async def test_given_timer_restarted_after_firing_then_the_stale_fire_is_dropped():
+    queue: asyncio.Queue = asyncio.Queue()
+    timers = LoopTimers(queue)
+    timers.start("digit", 0.01)
+    await asyncio.sleep(0.03)
+    timers.start("digit", 10)  # restarted before the fired event was handled
+    stale = await queue.get()
+    assert timers.accept(stale) is None
+    timers.cancel_all()
