@@ -142,7 +142,7 @@ def cmd_lab_status(args: argparse.Namespace) -> int:
         "asterisk_pid": lab.read_pid(inst.asterisk_pidfile),
         "app_pid": lab.read_pid(inst.app_pidfile),
         "ari_ready": lab.ari_ready(settings),
-        "app_registered": lab.app_registered(settings),
+        "app_connected": lab.app_connected(inst),
         "instance": str(inst.outside),
     }, indent=2))
     return 0
@@ -235,7 +235,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
             check("ARI", False, f"{settings.ari_url} unreachable ({exc})",
                   f"Asterisk runs but its HTTP server does not answer: see {inst.asterisk_log}")
         app_pid = lab.read_pid(inst.app_pidfile)
-        registered = lab.app_registered(settings)
+        registered = lab.app_connected(inst)
         check("ARI app", registered,
               f"pid {app_pid}, connected" if registered else
               f"pid {app_pid}, not connected to Asterisk",

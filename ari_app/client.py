@@ -253,6 +253,7 @@ class EventStream:
 
     def __init__(self, base_url: str, user: str, password: str, app: str,
                  on_event: EventHandler, on_connect: ConnectHandler,
+                 on_disconnect: Callable[[], None] | None = None,
                  min_delay: float = 0.1, max_delay: float = 2.0) -> None:
         ws_base = base_url.rstrip("/").replace("http", "ws", 1)
         self.url = f"{ws_base}/ari/events?app={app}&subscribeAll=false"
@@ -260,6 +261,7 @@ class EventStream:
         self._headers = {"Authorization": f"Basic {token}"}
         self._on_event = on_event
         self._on_connect = on_connect
+        self._on_disconnect = on_disconnect
         self.min_delay, self.max_delay = min_delay, max_delay
         self.connected = asyncio.Event()
         self._stopping = False
@@ -286,6 +288,8 @@ class EventStream:
                 log.warning("ARI events unavailable (%s); retrying in %.1f s", exc, delay)
             finally:
                 self._ws = None
+                if self.connected.is_set() and self._on_disconnect is not None:
+                    self._on_disconnect()
                 self.connected.clear()
             if self._stopping:
                 break
@@ -300,7 +304,11 @@ class EventStream:
             return
         if not isinstance(raw, dict):
             return
-        await self._on_event(AriEvent(str(raw.get("type", "")), raw))
+        try:
+            await self._on_event(AriEvent(str(raw.get("type", "")), raw))
+        except Exception:
+            # one bad event must not take the socket (and every other call) down
+            log.exception("handling ARI event %s failed", raw.get("type"))
 
     async def stop(self) -> None:
         self._stopping = True

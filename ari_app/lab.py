@@ -269,8 +269,13 @@ def read_pid(pidfile: Path) -> int | None:
 
 def stop_pid(pidfile: Path, timeout: float = 10.0) -> bool:
     """Stop the process in ``pidfile`` (TERM, then KILL); return True if one was running."""
-    pid = read_pid(pidfile)
-    if pid is None:
+    try:
+        pid = int(pidfile.read_text().strip())
+    except (OSError, ValueError):
+        pidfile.unlink(missing_ok=True)
+        return False
+    if not running(pid):
+        _reap(pid)  # it died on its own (perhaps killed): collect it if it is our child
         pidfile.unlink(missing_ok=True)
         return False
     os.kill(pid, signal.SIGTERM)
@@ -319,8 +324,20 @@ def ari_ready(settings: Settings) -> bool:
     return r.status_code == 200
 
 
+def app_connected(inst: Instance) -> bool:
+    """True when the app process in the PID file says its websocket is connected and Asterisk
+    lists the application. (Asterisk keeps listing an app whose socket is gone while it still
+    holds channels, so the listing alone proves nothing.)"""
+    pid = read_pid(inst.app_pidfile)
+    try:
+        ready = int((inst.run_dir / "app.ready").read_text().strip())
+    except (OSError, ValueError):
+        return False
+    return pid is not None and ready == pid and app_registered(inst.settings)
+
+
 def app_registered(settings: Settings) -> bool:
-    """True when the app's websocket is connected (Asterisk lists the application)."""
+    """True when Asterisk lists the application."""
     try:
         r = httpx.get(f"{settings.ari_url}/ari/applications/{settings.app_name}",
                       auth=(settings.ari_user, settings.ari_password), timeout=1.0)
@@ -352,7 +369,10 @@ def _wait(what: str, check: object, timeout: float, alive: tuple[Path, str] | No
 def start_asterisk(inst: Instance) -> bool:
     """Start Asterisk unless it runs; wait until fully booted and ARI answers."""
     settings = inst.settings
-    if read_pid(inst.asterisk_pidfile) is not None and ari_ready(settings):
+    if read_pid(inst.asterisk_pidfile) is not None:
+        # ours is running (perhaps still booting): wait for it rather than start a second one
+        _wait("Asterisk HTTP/ARI", lambda: ari_ready(settings), 30,
+              (inst.asterisk_pidfile, str(settings.log_dir / "asterisk.out")))
         return False
     if ari_ready(settings):
         raise LabError(f"something else already answers ARI on {settings.ari_url}; "
@@ -372,16 +392,17 @@ def start_asterisk(inst: Instance) -> bool:
 def start_app(inst: Instance) -> bool:
     """Start the ARI app unless it runs; wait until Asterisk lists it (calls get answered)."""
     settings = inst.settings
-    if read_pid(inst.app_pidfile) is not None and app_registered(settings):
+    if app_connected(inst):
         return False
     stop_pid(inst.app_pidfile)
+    (inst.run_dir / "app.ready").unlink(missing_ok=True)
     env = dict(os.environ)
     env["VERIFYLINE_HOME"] = str(settings.home)
     env["VERIFYLINE_ARI_PASSWORD"] = settings.ari_password
     log_path = settings.log_dir / "app.log"
     pid = _spawn([sys.executable, "-m", "ari_app", "serve"], log_path, env)
     inst.app_pidfile.write_text(f"{pid}\n")
-    _wait("ARI app", lambda: app_registered(settings), 30, (inst.app_pidfile, str(log_path)))
+    _wait("ARI app", lambda: app_connected(inst), 30, (inst.app_pidfile, str(log_path)))
     return True
 
 

@@ -12,6 +12,7 @@ import asyncio
 import copy
 import functools
 import logging
+import os
 from collections.abc import Callable, Coroutine
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
@@ -215,7 +216,8 @@ class LineService:
         self._db = ThreadPoolExecutor(1, thread_name_prefix="verifyline-db")
         self._tasks: set[asyncio.Task[Any]] = set()
         self.stream = EventStream(settings.ari_url, settings.ari_user, settings.ari_password,
-                                  settings.app_name, self.on_event, self.on_connect)
+                                  settings.app_name, self.on_event, self.on_connect,
+                                  self.on_disconnect)
 
     # --- plumbing ------------------------------------------------------------------------
 
@@ -259,6 +261,7 @@ class LineService:
 
     async def stop(self) -> None:
         await self.stream.stop()
+        self.on_disconnect()
         for task in list(self._tasks):
             task.cancel()
         self._db.shutdown(wait=True)
@@ -337,7 +340,14 @@ class LineService:
     # --- resync after a (re)connect ----------------------------------------------------------
 
     async def on_connect(self) -> None:
+        # tells `verifyline lab` that this process, not a predecessor, holds the app's socket
+        ready = self.settings.run_dir / "app.ready"
+        ready.parent.mkdir(parents=True, exist_ok=True)
+        ready.write_text(f"{os.getpid()}\n")
         self.spawn(self.resync())
+
+    def on_disconnect(self) -> None:
+        (self.settings.run_dir / "app.ready").unlink(missing_ok=True)
 
     async def resync(self) -> None:
         """Reconcile what we hold with what Asterisk holds: events missed while the socket
@@ -354,22 +364,23 @@ class LineService:
             elif d.desk_channel_id is not None and d.desk_channel_id not in live:
                 runtime.post(DeskGone(d.desk_channel_id, "gone while disconnected"))
 
-        def open_rows() -> list[CallRow]:
+        def open_calls() -> list[CallData]:
             with self.store.session() as s:
                 rows = s.scalars(select(CallRow).where(CallRow.ended_at.is_(None),
-                                                       CallRow.path == CallPath.ARI)).all()
-                for r in rows:
-                    _ = r.encounter.reference
-                return list(rows)
+                                                       CallRow.path == CallPath.ARI))
+                return [_data_from_row(r) for r in rows]
 
-        for row in await self.in_db(open_rows):
-            if row.channel_id in self.calls:
+        for data in await self.in_db(open_calls):
+            if data.channel_id in self.calls:
                 continue
-            if row.channel_id not in live:
-                self.write(functools.partial(self._close_lost, row.channel_id),
-                           f"Call {row.channel_id}: close lost")
+            if data.channel_id not in live:
+                self.write(functools.partial(self._close_lost, data.channel_id),
+                           f"Call {data.channel_id}: close lost")
                 continue
-            await self._adopt(row, live)
+            try:
+                await self._adopt(data, live)
+            except Exception:
+                log.exception("Call %s: could not adopt it", data.channel_id)
 
     def _close_lost(self, channel_id: str) -> None:
         with self.store.session() as s:
@@ -378,20 +389,22 @@ class LineService:
             data.ended_at, data.end_reason, data.state = now(), EndReason.LOST, "ended"
             calllog.save(s, data, "ended", {"reason": EndReason.LOST.value})
 
-    async def _adopt(self, row: CallRow, live: set[str]) -> None:
+    async def _adopt(self, data: CallData, live: set[str]) -> None:
         """Continue a call a previous run of the app was handling."""
-        data = _data_from_row(row)
-        log.info("Call %s: adopting (was %s)", data.channel_id, row.state)
+        log.info("Call %s: adopting (was %s)", data.channel_id, data.state)
         first: State
-        if (row.state == "bridged" and data.desk_channel_id in live
+        if (data.state == "bridged" and data.desk_channel_id in live
                 and data.answered_desk is not None):
             first = Bridged()
             self.pool.hold(data.answered_desk, data.channel_id)
             await self._subscribe(data.desk_channel_id)
         else:
+            # re-evaluate from scratch: drop a desk leg and bridge the old run left behind
             if data.desk_channel_id is not None and data.desk_channel_id in live:
-                await self.client.hangup(data.desk_channel_id)  # re-evaluate from scratch
+                await self.client.hangup(data.desk_channel_id)
+            await self.client.destroy_bridge(f"{data.channel_id}-bridge")
             data.desk_channel_id, data.desk, data.bridge_id = None, None, None
+            data.answered_at, data.answered_desk = None, None
             first = Connecting() if data.roster_result is not None else Collecting(1, True)
         runtime = CallRuntime(self, data)
         self.calls[data.channel_id] = runtime

@@ -172,8 +172,9 @@ class State:
 
 
 async def go(ctx: CallContext, state: State) -> State:
-    """Enter a state (which may itself move on) and persist where the call now stands."""
+    """Persist where the call now stands, then enter the state (which may itself move on)."""
     ctx.data.state = state.name
+    ctx.record("state", state=state.name)
     return await state.enter(ctx)
 
 

@@ -3,6 +3,8 @@ roster -> a free desk phone (sipp) -> bridged -> logged. Nothing here is mocked.
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from typing import Any
 
@@ -142,3 +144,40 @@ def test_given_app_not_running_when_called_then_fallback_reaches_a_desk_and_is_l
     assert call["end_reason"] == "caller_hangup"
     assert call["roster_result"] == "none_entered"
     assert call["answered_at"] is not None
+
+
+def test_given_no_desk_free_when_called_then_caller_holds_until_one_registers(the_lab):
+    caller = the_lab.caller("07700900008", "234567#", wait_ms=14000)
+
+    call = poll("the call to be logged", lambda: the_lab.call_from("07700900008"))
+    poll("a hold message while nobody is free", lambda: any(
+        e["kind"] == "prompt" and e["prompt"] == "all_busy"
+        for e in the_lab.timeline(call["id"])), timeout=20, every=0.5)
+    the_lab.desk("desk2")
+
+    assert caller.wait() == 0, caller.failure()
+    call = the_lab.ended_call_from("07700900008")
+    assert (call["roster_result"], call["supervisor"]) == ("off_duty", "desk2")
+    assert "no_supervisor_free" in kinds(the_lab, call)
+
+
+def test_given_bridged_call_when_app_is_killed_and_restarted_then_call_is_kept_and_logged(
+        the_lab):
+    the_lab.desk("desk2")
+    caller = the_lab.caller("07700900009", "0042#", wait_ms=dtmf_ms("0042#") + 7000)
+    poll("a bridge holding caller and desk",
+         lambda: any(len(b["channels"]) == 2 for b in the_lab.bridges()))
+    inst = the_lab.instance
+    pid = lab.read_pid(inst.app_pidfile)
+    assert pid is not None
+
+    os.kill(pid, signal.SIGKILL)
+    poll("the app to be dead", lambda: not lab.running(pid))
+    assert not lab.app_connected(inst)
+    lab.start_app(inst)
+
+    assert caller.wait() == 0, caller.failure()  # the bridged conversation was not cut
+    call = the_lab.ended_call_from("07700900009")
+    assert (call["roster_result"], call["supervisor"]) == ("on_duty", "desk2")
+    assert call["end_reason"] == "caller_hangup"
+    assert call["path"] == "ari"

@@ -37,7 +37,7 @@ async def test_given_new_call_when_started_then_answers_and_plays_greeting() -> 
     assert tel.requests[0] == ("answer", "c1")
     assert tel.ops("play")[0][3] == ("greeting",)
     assert isinstance(call.state, Greeting)
-    assert services.kinds()[:2] == ["answered", "prompt"]
+    assert services.kinds()[:3] == ["state", "answered", "prompt"]
 
 
 async def test_given_greeting_when_digit_pressed_then_greeting_stops_and_digit_is_kept() -> None:
