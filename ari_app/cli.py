@@ -73,14 +73,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _how_to_call(settings: Settings) -> str:
+    port = settings.sip_port
     return (
         f"Verify Line is up on loopback.\n"
-        f"  Call it:      an INVITE from 127.0.0.2 to sip:{settings.line_number}@127.0.0.1:"
-        f"{settings.sip_port}\n"
-        f"                e.g. sipp 127.0.0.1:{settings.sip_port} -sf tests/sipp/caller.xml "
-        f"-s {settings.line_number} -i 127.0.0.2 -m 1 -key digits 123456\n"
-        f"  Desk phones:  register desk1..desk4 at 127.0.0.1:{settings.sip_port} "
-        f"(password lab-deskN)\n"
+        f"  Desk phones:  register desk1..desk4 at 127.0.0.1:{port} (password lab-deskN), e.g.\n"
+        f"    sipp 127.0.0.1:{port} -sf tests/sipp/desk_register.xml -oocsf "
+        f"tests/sipp/desk_answer.xml -s desk1 -au desk1 -ap lab-desk1 -i 127.0.0.1 -p 5071 "
+        f"-mi 127.0.0.1 -mp 16000 -rtp_echo -m 1 -bg\n"
+        f"  Call it:      an INVITE from 127.0.0.2 to sip:{settings.line_number}@127.0.0.1:{port}"
+        f", e.g.\n"
+        f"    sipp 127.0.0.1:{port} -sf tests/sipp/caller.xml -s {settings.line_number} "
+        f"-i 127.0.0.2 -mi 127.0.0.2 -key caller 07700900123 -key digits 123456# -d 4500 -m 1\n"
         f"  Demo roster:  123456 on duty, 234567 off duty, 345678 card withdrawn, "
         f"0042 on duty\n"
         f"  Call log:     verifyline calls list --json\n"
