@@ -27,6 +27,7 @@ class AriTelephony:
         await self.client.answer(channel_id)
 
     async def play(self, channel_id: str, playback_id: str, prompts: Sequence[str]) -> None:
+        # prompts are catalogue names like 'en/greeting'
         await self.client.play(channel_id, playback_id,
                                [f"sound:{SOUND_FOLDER}/{p}" for p in prompts])
 

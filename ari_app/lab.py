@@ -141,6 +141,7 @@ def template_values(settings: Settings, spool_dir: str) -> dict[str, str]:
         "DESK_DIAL": "&".join(f"PJSIP/{d}" for d in settings.desks),
         "SPOOL_DIR": spool_dir,
         "FALLBACK_RING": str(int(settings.ring_timeout)),
+        "OVERFLOW_URI": settings.overflow_uri,
     }
 
 
@@ -207,9 +208,10 @@ def prepare(inst: Instance) -> None:
     render_config(inst.settings, out / "etc", f"{inst.inside}/spool")
     (out / "etc" / "asterisk.conf").write_text(asterisk_conf(inst.inside))
     sounds = _resolve_inside(inst.root, "/usr/share/asterisk/sounds/en") / prompts.SOUND_FOLDER
-    sounds.mkdir(parents=True, exist_ok=True)
-    for wav in sorted((prompts.HERE / "en").glob("*.wav")):
-        shutil.copyfile(wav, sounds / wav.name)
+    for lang in prompts.LANGUAGES:
+        (sounds / lang).mkdir(parents=True, exist_ok=True)
+        for wav in sorted((prompts.HERE / lang).glob("*.wav")):
+            shutil.copyfile(wav, sounds / lang / wav.name)
     home = inst.settings.home
     for sub in ("run", "logs"):
         (home / sub).mkdir(parents=True, exist_ok=True)

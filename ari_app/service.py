@@ -15,7 +15,7 @@ import logging
 import os
 from collections.abc import Callable, Coroutine
 from concurrent.futures import Future, ThreadPoolExecutor
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from sqlalchemy import select
@@ -112,10 +112,17 @@ class CallServicesImpl:
         self.line, self.data = line, data
 
     async def lookup(self, digits: str) -> LookupResult:
+        settings = self.line.settings
+
         def work() -> LookupResult:
+            at = now()
             with self.line.store.session() as s:
-                found = roster.lookup(s, digits, now())
-                return LookupResult(found.result, found.officer_id, found.officer_label)
+                found = roster.lookup(s, digits, at)
+                recent = calllog.recent_lookups(s, self.data.caller_number, self.data.channel_id,
+                                                at - timedelta(seconds=settings.rate_window))
+            # this lookup is one more: flag the caller once they go over the rate
+            flagged = bool(digits) and recent + 1 > settings.rate_limit
+            return LookupResult(found.result, found.officer_id, found.officer_label, flagged)
 
         return await self.line.in_db(work)
 
@@ -210,7 +217,8 @@ class LineService:
         self.client = client
         self.tel = AriTelephony(client)
         self.flow = FlowSettings(entry=settings.entry, ring_timeout=settings.ring_timeout,
-                                 hold_interval=settings.hold_interval)
+                                 hold_interval=settings.hold_interval,
+                                 emergency_endpoint=settings.emergency_endpoint)
         self.pool = DeskPool(settings.desks, {})
         self.calls: dict[str, CallRuntime] = {}
         self._db = ThreadPoolExecutor(1, thread_name_prefix="verifyline-db")
@@ -429,6 +437,8 @@ def _data_from_row(row: CallRow) -> CallData:
     data.bridge_id = row.bridge_id
     data.answered_at = as_utc(row.answered_at)
     data.answered_desk = row.supervisor.desk if row.supervisor else None
+    data.flags = {f for f in row.flags.split(",") if f}
+    data.language = row.language
     data.desk = data.answered_desk
     if data.desk_channel_id is not None:
         n = data.desk_channel_id.rsplit(DESK_LEG_MARK, 1)[-1]

@@ -1,11 +1,18 @@
 """The call's state machine: one caller from answer to hang-up.
 
-    Greeting ──digit/done──> Collecting ──'#' ok / attempts used up──> Connecting
-                               │  ▲ timeout, '#' alone, too few/many digits (re-prompt)
-                               └──┘
+    Greeting ──digit/done──> Collecting ──'#' ok──> ReadBack ──'1' / 3 s──> Connecting
+      │ *1 *2: language        │  ▲ timeout, '#' alone, too few/many digits (re-prompt)
+      │                        └──┘ <──────────── *1 (key it again) ─────┘
+      │   attempts used up ──────────────────────────────────────────────> Connecting
+      └── *0 (supervisor now) / *9 (emergency), from any state before the bridge ──┘
     Connecting ──desk answers──> Bridged ──either side hangs up──> Ended
-        │  ring timeout / desk fails: next free desk; nobody free: hold message and retry
+        │  reference read out, then ringback; ring timeout / desk fails: next free desk;
+        │  nobody free: hold message and retry; emergency: the control room first
         └──caller hangs up (desk gets CANCEL)──> Ended
+
+Keys: digits build the number; '*' and one more key form a command (SAFETY_KEYS anywhere
+before the bridge, a state's own STAR_MENU otherwise), so no single digit ever means
+anything but a digit during entry.
 
 Each state is a small class whose event methods return the next state. States talk to the
 outside only through the ports in :mod:`ivr.telephony`, so they run unchanged against ARI or a
@@ -17,10 +24,12 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import ClassVar
 
 from ivr.clock import iso, now
 from ivr.config import EntrySettings
 from ivr.models import EndReason, RosterResult
+from ivr.prompts import DEFAULT_LANGUAGE, LANGUAGES, prompt, say_digits
 from ivr.telephony import CallServices, Telephony, Timers
 
 log = logging.getLogger(__name__)
@@ -28,6 +37,11 @@ log = logging.getLogger(__name__)
 DIGITS = frozenset("0123456789")
 MAX_KEPT_DIGITS = 64  # a caller leaning on the keypad must not grow the row without bound
 RETRY_SECONDS = 2.0  # how often a waiting caller's search for a free desk is repeated
+SAFETY_KEYS = {"0": "supervisor_now", "9": "emergency"}  # after '*', before the bridge
+
+FLAG_MANY_LOOKUPS = "many_lookups"
+FLAG_EMERGENCY = "emergency"
+FLAG_ASKED_FOR_SUPERVISOR = "asked_for_supervisor"
 
 
 # --- events the adapter feeds to a call -----------------------------------------------------
@@ -91,6 +105,8 @@ class CallData:
     end_reason: EndReason | None = None
     state: str = "new"
     attempts: int = 0
+    language: str = DEFAULT_LANGUAGE
+    flags: set[str] = field(default_factory=set)
     tried_desks: set[str] = field(default_factory=set)
     desk_legs: int = 0
 
@@ -100,6 +116,7 @@ class FlowSettings:
     entry: EntrySettings = field(default_factory=EntrySettings)
     ring_timeout: float = 20.0
     hold_interval: float = 8.0
+    emergency_endpoint: str | None = None
 
 
 @dataclass
@@ -119,6 +136,17 @@ class CallContext:
 
     def record(self, kind: str, **detail: object) -> None:
         self.services.record(kind, detail)
+
+    def say(self, *prompt_ids: str) -> list[str]:
+        """Catalogue prompts in the caller's language."""
+        return [prompt(self.data.language, p) for p in prompt_ids]
+
+    async def play(self, kind: str, media: list[str]) -> str:
+        """Play to the caller as one playback; return its id. Logged as a prompt milestone."""
+        playback_id = self.next_id(kind)
+        await self.tel.play(self.data.channel_id, playback_id, media)
+        self.record("prompt", prompt="+".join(media))
+        return playback_id
 
 
 # --- states ---------------------------------------------------------------------------------
@@ -148,9 +176,37 @@ class State:
                 return await self.on_caller_gone(ctx, cause)
         return self  # pragma: no cover - the match is exhaustive
 
+    # True for the states before the bridge, where *0 and *9 work
+    safety_keys = False
+    STAR_MENU: ClassVar[dict[str, str]] = {}
+
     async def on_dtmf(self, ctx: CallContext, digit: str) -> State:
         ctx.record("key_ignored", digit=digit, state=self.name)
         return self
+
+    async def on_star(self, ctx: CallContext, key: str) -> State:
+        """'*' followed by ``key``: a safety key or this state's own menu."""
+        if self.safety_keys and key in SAFETY_KEYS:
+            ctx.record("safety_key", key=f"*{key}", action=SAFETY_KEYS[key], state=self.name)
+            await self.leave(ctx)
+            if SAFETY_KEYS[key] == "emergency":
+                ctx.data.flags.add(FLAG_EMERGENCY)
+                return await lookup_and_connect(ctx, ctx.data.digits if ctx.data.roster_result
+                                                else "", emergency=True)
+            ctx.data.flags.add(FLAG_ASKED_FOR_SUPERVISOR)
+            return await lookup_and_connect(ctx, "")
+        action = self.STAR_MENU.get(key)
+        if action is None:
+            ctx.record("star_command_ignored", key=f"*{key}", state=self.name)
+            return self
+        ctx.record("star_command", key=f"*{key}", action=action, state=self.name)
+        return await self.on_menu(ctx, action)
+
+    async def on_menu(self, ctx: CallContext, action: str) -> State:
+        return self
+
+    async def leave(self, ctx: CallContext) -> None:
+        """Stop what this state plays before a safety key takes the caller elsewhere."""
 
     async def on_playback_done(self, ctx: CallContext, playback_id: str) -> State:
         return self
@@ -178,25 +234,61 @@ async def go(ctx: CallContext, state: State) -> State:
     return await state.enter(ctx)
 
 
-class Greeting(State):
-    name = "greeting"
+async def lookup_and_connect(ctx: CallContext, digits: str, emergency: bool = False) -> State:
+    """Check the number against the roster (once per call) and connect the caller to a person.
 
-    def __init__(self) -> None:
+    What the roster says changes nothing the caller hears: only the supervisor learns it."""
+    d = ctx.data
+    if d.roster_result is None:
+        d.digits = digits
+        found = await ctx.services.lookup(digits)
+        d.roster_result, d.officer_id, d.officer_label = (
+            found.result, found.officer_id, found.officer_label)
+        if found.flagged:
+            d.flags.add(FLAG_MANY_LOOKUPS)
+        ctx.record("roster_checked", warrant_number=digits, result=found.result.value,
+                   flagged=found.flagged)
+    return await go(ctx, Connecting(emergency=emergency))
+
+
+class Greeting(State):
+    """What the line is, the 999 advice, the published-number warning; '*n' picks a language."""
+
+    name = "greeting"
+    safety_keys = True
+    STAR_MENU: ClassVar[dict[str, str]] = {
+        str(n): f"language:{lang}" for n, lang in enumerate(LANGUAGES, 1)}
+
+    def __init__(self, replay: bool = False) -> None:
+        self.replay = replay  # the greeting again, in a language the caller just chose
         self.playback_id = ""
 
     async def enter(self, ctx: CallContext) -> State:
-        await ctx.tel.answer(ctx.data.channel_id)
-        ctx.record("answered")
-        self.playback_id = ctx.next_id("greeting")
-        await ctx.tel.play(ctx.data.channel_id, self.playback_id, ["greeting"])
-        ctx.record("prompt", prompt="greeting")
+        if not self.replay:
+            await ctx.tel.answer(ctx.data.channel_id)
+            ctx.record("answered")
+        media = ctx.say("greeting")
+        if not self.replay:
+            media += [prompt(lang, "language_offer") for lang in LANGUAGES
+                      if lang != ctx.data.language]
+        self.playback_id = await ctx.play("greeting", media)
         return self
 
-    async def on_dtmf(self, ctx: CallContext, digit: str) -> State:
-        if digit not in DIGITS:
-            return await super().on_dtmf(ctx, digit)
-        # barge-in: a digit stops the greeting and is the first digit of the number
+    async def leave(self, ctx: CallContext) -> None:
         await ctx.tel.stop_playback(self.playback_id)
+
+    async def on_menu(self, ctx: CallContext, action: str) -> State:
+        language = action.removeprefix("language:")
+        await self.leave(ctx)
+        ctx.data.language = language
+        ctx.record("language", language=language)
+        return await go(ctx, Greeting(replay=True))
+
+    async def on_dtmf(self, ctx: CallContext, digit: str) -> State:
+        if digit not in DIGITS and digit != "#":
+            return await super().on_dtmf(ctx, digit)
+        # barge-in: a digit (or '#') stops the greeting and counts as the first key of entry
+        await self.leave(ctx)
         ctx.record("barge_in", prompt="greeting")
         collecting = Collecting(attempt=1)
         await go(ctx, collecting)
@@ -212,6 +304,7 @@ class Collecting(State):
     """Digits then '#'; a first-digit and an inter-digit timeout; a key stops any prompt."""
 
     name = "collecting"
+    safety_keys = True
 
     def __init__(self, attempt: int, prompt: bool = False, retry: bool = False) -> None:
         self.attempt = attempt
@@ -223,13 +316,19 @@ class Collecting(State):
     async def enter(self, ctx: CallContext) -> State:
         ctx.data.attempts = self.attempt
         if self.with_prompt:
-            self.playback_id = ctx.next_id("enter")
-            prompts = ["not_understood", "enter_number"] if self.retry else ["enter_number"]
-            await ctx.tel.play(ctx.data.channel_id, self.playback_id, prompts)
-            ctx.record("prompt", prompt="+".join(prompts), attempt=self.attempt)
+            ids = ["not_understood", "enter_number"] if self.retry else ["enter_number"]
+            self.playback_id = await ctx.play("enter", ctx.say(*ids))
         else:
             ctx.timers.start("digit", ctx.settings.entry.first_digit_timeout)
         return self
+
+    async def leave(self, ctx: CallContext) -> None:
+        ctx.timers.cancel("digit")
+        if self.playback_id is not None:
+            await ctx.tel.stop_playback(self.playback_id)
+            self.playback_id = None
+        if self.digits:
+            ctx.record("entry_abandoned", entered=self.digits, attempt=self.attempt)
 
     async def _barge_in(self, ctx: CallContext) -> None:
         if self.playback_id is not None:
@@ -263,8 +362,8 @@ class Collecting(State):
                 return await self._failed(ctx, "too_few_digits")
             if len(self.digits) > entry.max_digits:
                 return await self._failed(ctx, "too_many_digits")
-            return await self._entered(ctx, self.digits)
-        # '*' and A-D mean nothing during entry (later menus are '*'-prefixed)
+            return await go(ctx, ReadBack(self.digits, self.attempt))
+        # A-D mean nothing here
         ctx.record("key_ignored", digit=digit, attempt=self.attempt)
         return self
 
@@ -277,53 +376,134 @@ class Collecting(State):
         ctx.record("entry_failed", reason=why, attempt=self.attempt, entered=self.digits)
         if self.attempt >= ctx.settings.entry.max_attempts:
             # never a dead end: after the last attempt a supervisor takes the call anyway
-            return await self._entered(ctx, "")
+            return await lookup_and_connect(ctx, "")
         return await go(ctx, Collecting(self.attempt + 1, prompt=True, retry=True))
 
-    async def _entered(self, ctx: CallContext, digits: str) -> State:
-        ctx.data.digits = digits
-        found = await ctx.services.lookup(digits)
-        ctx.data.roster_result = found.result
-        ctx.data.officer_id = found.officer_id
-        ctx.data.officer_label = found.officer_label
-        ctx.record("roster_checked", warrant_number=digits, result=found.result.value)
-        return await go(ctx, Connecting())
 
+class ReadBack(State):
+    """'You entered 1 2 3 4 5 6': '1' confirms at once, no key within a few seconds confirms,
+    '*1' keys it again."""
 
-class Connecting(State):
-    """Find a free desk phone and ring it; the caller hears a prompt, then ringback: no silence."""
+    name = "read_back"
+    safety_keys = True
+    STAR_MENU: ClassVar[dict[str, str]] = {"1": "re_enter"}
 
-    name = "connecting"
-
-    def __init__(self) -> None:
+    def __init__(self, digits: str, attempt: int) -> None:
+        self.digits = digits
+        self.attempt = attempt
         self.playback_id: str | None = None
-        self.waiting_since: datetime | None = None
 
     async def enter(self, ctx: CallContext) -> State:
-        await self._announce(ctx, "connecting")
-        return await self._try_desk(ctx)
+        media = [*ctx.say("you_entered"), *say_digits(ctx.data.language, self.digits),
+                 *ctx.say("confirm_hint")]
+        self.playback_id = await ctx.play("read_back", media)
+        return self
 
-    async def _announce(self, ctx: CallContext, prompt: str) -> None:
-        await ctx.tel.stop_ring(ctx.data.channel_id)
-        self.playback_id = ctx.next_id(prompt)
-        await ctx.tel.play(ctx.data.channel_id, self.playback_id, [prompt])
-        ctx.record("prompt", prompt=prompt)
+    async def leave(self, ctx: CallContext) -> None:
+        ctx.timers.cancel("confirm")
+        if self.playback_id is not None:
+            await ctx.tel.stop_playback(self.playback_id)
+            self.playback_id = None
 
     async def on_playback_done(self, ctx: CallContext, playback_id: str) -> State:
         if playback_id == self.playback_id:
             self.playback_id = None
-            await ctx.tel.ring(ctx.data.channel_id)
+            ctx.timers.start("confirm", ctx.settings.entry.confirm_timeout)
+        return self
+
+    async def on_dtmf(self, ctx: CallContext, digit: str) -> State:
+        if digit != "1":
+            ctx.record("key_during_read_back", digit=digit)
+            return self
+        await self.leave(ctx)
+        ctx.record("confirmed", by="key")
+        return await lookup_and_connect(ctx, self.digits)
+
+    async def on_timer(self, ctx: CallContext, name: str) -> State:
+        if name != "confirm":
+            return self
+        ctx.record("confirmed", by="timeout")
+        return await lookup_and_connect(ctx, self.digits)
+
+    async def on_menu(self, ctx: CallContext, action: str) -> State:
+        await self.leave(ctx)
+        if self.attempt >= ctx.settings.entry.max_attempts:
+            ctx.record("confirmed", by="attempts_used_up")
+            return await lookup_and_connect(ctx, self.digits)
+        return await go(ctx, Collecting(self.attempt + 1, prompt=True))
+
+
+class Connecting(State):
+    """Read out the reference, find a free desk phone and ring it. The caller hears the
+    reference and a hold prompt, then ringback: never silence. An emergency (*9) rings the
+    control room first."""
+
+    name = "connecting"
+    safety_keys = True
+
+    def __init__(self, emergency: bool = False) -> None:
+        self.emergency = emergency
+        self.playback_id: str | None = None
+        self.announcing = False  # the reference is being read out: hold a desk that answers
+        self.answered_leg: str | None = None
+        self.waiting_since: datetime | None = None
+
+    async def enter(self, ctx: CallContext) -> State:
+        d = ctx.data
+        first = ["emergency"] if self.emergency else []
+        media = [*ctx.say(*first, "reference"), *say_digits(d.language, d.reference),
+                 *ctx.say(*([] if self.emergency else ["connecting"]))]
+        self.playback_id = await ctx.play("connecting", media)
+        self.announcing = True
+        return await self._try_desk(ctx)
+
+    async def leave(self, ctx: CallContext) -> None:
+        d = ctx.data
+        if self.playback_id is not None:
+            await ctx.tel.stop_playback(self.playback_id)
+        await ctx.tel.stop_ring(d.channel_id)
+        channel = d.desk_channel_id
+        await self._drop_desk(ctx, "desk_cancelled")
+        if channel is not None:
+            await ctx.tel.hangup(channel)
+        ctx.timers.cancel_all()
+
+    async def on_star(self, ctx: CallContext, key: str) -> State:
+        if key == "0" or (key == "9" and self.emergency):
+            ctx.record("safety_key", key=f"*{key}", action="already_connecting", state=self.name)
+            return self
+        return await super().on_star(ctx, key)
+
+    async def _announce(self, ctx: CallContext, prompt_id: str) -> None:
+        await ctx.tel.stop_ring(ctx.data.channel_id)
+        self.playback_id = await ctx.play(prompt_id, ctx.say(prompt_id))
+
+    async def on_playback_done(self, ctx: CallContext, playback_id: str) -> State:
+        if playback_id != self.playback_id:
+            return self
+        self.playback_id = None
+        self.announcing = False
+        if self.answered_leg is not None:
+            return await self._bridge(ctx, self.answered_leg)
+        await ctx.tel.ring(ctx.data.channel_id)
         return self
 
     def _display(self, ctx: CallContext) -> str:
         d = ctx.data
         result = (d.roster_result or RosterResult.NONE_ENTERED).value.replace("_", " ").upper()
-        number = d.digits or "-"
-        return f"{result} {number} ref {d.reference}"
+        flags = "".join(f" {f.upper()}" for f in sorted(d.flags) if f != FLAG_ASKED_FOR_SUPERVISOR)
+        return f"{result} {d.digits or '-'} ref {d.reference}{flags}"
+
+    def _next_desk_is_emergency(self, ctx: CallContext) -> str | None:
+        target = ctx.settings.emergency_endpoint
+        if self.emergency and target and target not in ctx.data.tried_desks:
+            return target
+        return None
 
     async def _try_desk(self, ctx: CallContext) -> State:
         d = ctx.data
-        desk = await ctx.services.pick_desk(d.channel_id, frozenset(d.tried_desks))
+        desk = self._next_desk_is_emergency(ctx) or await ctx.services.pick_desk(
+            d.channel_id, frozenset(d.tried_desks))
         if desk is None and d.tried_desks:
             # every free desk had its turn: start a new round after a short pause
             d.tried_desks.clear()
@@ -351,7 +531,8 @@ class Connecting(State):
             await self._drop_desk(ctx, "desk_failed")
             return await self._try_desk(ctx)
         ctx.timers.start("ring", ctx.settings.ring_timeout)
-        ctx.record("desk_ringing", desk=desk, channel=d.desk_channel_id)
+        ctx.record("desk_ringing", desk=desk, channel=d.desk_channel_id,
+                   emergency=desk == ctx.settings.emergency_endpoint)
         return self
 
     async def _drop_desk(self, ctx: CallContext, why: str) -> None:
@@ -361,6 +542,7 @@ class Connecting(State):
             ctx.record(why, desk=d.desk, channel=d.desk_channel_id)
             ctx.services.release_desk(d.desk, talked=False)
         d.desk, d.desk_channel_id = None, None
+        self.answered_leg = None
 
     async def on_timer(self, ctx: CallContext, name: str) -> State:
         d = ctx.data
@@ -387,11 +569,20 @@ class Connecting(State):
         if channel_id != d.desk_channel_id or d.desk is None:
             return await super().on_desk_answered(ctx, channel_id)
         ctx.timers.cancel_all()
+        if self.announcing:
+            # let the caller hear their reference to the end; the supervisor waits a moment
+            self.answered_leg = channel_id
+            ctx.record("desk_answered_during_announcement", desk=d.desk)
+            return self
+        return await self._bridge(ctx, channel_id)
+
+    async def _bridge(self, ctx: CallContext, desk_leg: str) -> State:
+        d = ctx.data
         if self.playback_id is not None:
             await ctx.tel.stop_playback(self.playback_id)
         await ctx.tel.stop_ring(d.channel_id)
         d.bridge_id = f"{d.channel_id}-bridge"
-        await ctx.tel.create_bridge(d.bridge_id, [d.channel_id, channel_id])
+        await ctx.tel.create_bridge(d.bridge_id, [d.channel_id, desk_leg])
         d.answered_at = now()
         d.answered_desk = d.desk
         ctx.record("bridged", desk=d.desk, bridge=d.bridge_id, answered_at=iso(d.answered_at))
@@ -477,6 +668,7 @@ class Call:
     def __init__(self, ctx: CallContext) -> None:
         self.ctx = ctx
         self.state: State = State()
+        self._star_pending = False
 
     @property
     def channel_id(self) -> str:
@@ -494,7 +686,21 @@ class Call:
 
     async def dispatch(self, event: Event) -> None:
         log.info("Call %s: %s in %s", self.channel_id, event, self.state.name)
-        self.state = await self.state.handle(self.ctx, event)
+        match event:
+            case Dtmf(digit) if self._star_pending:
+                # '*' then one key is a command; the pair never reaches the number
+                self._star_pending = False
+                self.ctx.timers.cancel("star")
+                self.state = await self.state.on_star(self.ctx, digit)
+            case Dtmf("*") if not isinstance(self.state, Bridged | Ended):
+                self._star_pending = True
+                self.ctx.record("key", digit="*", state=self.state.name)
+                self.ctx.timers.start("star", self.ctx.settings.entry.inter_digit_timeout)
+            case TimerFired("star"):
+                self._star_pending = False
+                self.ctx.record("star_command_ignored", key="*", state=self.state.name)
+            case _:
+                self.state = await self.state.handle(self.ctx, event)
 
     async def hand_to_fallback(self) -> None:
         """Safe path after an unexpected error: the dialplan fallback rings the desks."""

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
 from ivr.callflow import CallData
@@ -75,6 +75,8 @@ def save(session: Session, data: CallData, kind: str, detail: dict[str, object],
     """Append one timeline event and bring the call row up to date with ``data``."""
     call = session.scalars(select(Call).where(Call.channel_id == data.channel_id)).one()
     call.digits_entered = data.digits
+    call.flags = ",".join(sorted(data.flags))
+    call.language = data.language
     call.roster_result = data.roster_result
     call.state = data.state
     call.desk_channel_id = data.desk_channel_id
@@ -89,6 +91,19 @@ def save(session: Session, data: CallData, kind: str, detail: dict[str, object],
     if data.ended_at is not None and sup is not None:
         sup.idle_since = data.ended_at
     session.add(CallEvent(call_id=call.id, at=at or now(), kind=kind, detail=dict(detail)))
+
+
+def recent_lookups(session: Session, caller_number: str | None, this_call: str,
+                   since: datetime) -> int:
+    """How many numbers this caller had looked up since ``since`` (other calls than this one).
+    A withheld number cannot be counted."""
+    if not caller_number:
+        return 0
+    query = select(func.count(Call.id)).where(
+        Call.caller_number == caller_number, Call.started_at >= since,
+        Call.channel_id != this_call, Call.digits_entered != "",
+    )
+    return int(session.scalar(query) or 0)
 
 
 def ensure_desks(session: Session, desks: Iterable[str]) -> None:
@@ -117,6 +132,8 @@ def call_as_json(call: Call) -> dict[str, Any]:
         "ended_at": iso(call.ended_at),
         "end_reason": call.end_reason,
         "path": call.path.value,
+        "flags": [f for f in call.flags.split(",") if f],
+        "language": call.language,
         "channel_id": call.channel_id,
         "officer": (
             f"{call.encounter.officer.rank} {call.encounter.officer.name}"

@@ -63,9 +63,11 @@ class EntrySettings:
 
     min_digits: int = 4
     max_digits: int = 10
-    first_digit_timeout: float = 8.0
-    inter_digit_timeout: float = 5.0
+    # at most 5 s of silence while the line waits for a key (no dead air)
+    first_digit_timeout: float = 5.0
+    inter_digit_timeout: float = 4.0
     max_attempts: int = 3
+    confirm_timeout: float = 3.0
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,10 @@ class Settings:
     desks: tuple[str, ...] = ("desk1", "desk2", "desk3", "desk4")
     ring_timeout: float = 20.0
     hold_interval: float = 8.0
+    rate_limit: int = 5
+    rate_window: float = 600.0
+    emergency_endpoint: str = "overflow"
+    overflow_uri: str = "sip:overflow@127.0.0.1:5099"
     entry: EntrySettings = field(default_factory=EntrySettings)
     app_name: str = APP_NAME
     bind_address: str = "127.0.0.1"
@@ -119,9 +125,10 @@ class Settings:
         entry = EntrySettings(
             min_digits=_int(env, "VERIFYLINE_MIN_DIGITS", 4, 1, 30),
             max_digits=_int(env, "VERIFYLINE_MAX_DIGITS", 10, 1, 30),
-            first_digit_timeout=_seconds(env, "VERIFYLINE_FIRST_DIGIT_TIMEOUT", 8.0),
-            inter_digit_timeout=_seconds(env, "VERIFYLINE_INTER_DIGIT_TIMEOUT", 5.0),
+            first_digit_timeout=_seconds(env, "VERIFYLINE_FIRST_DIGIT_TIMEOUT", 5.0),
+            inter_digit_timeout=_seconds(env, "VERIFYLINE_INTER_DIGIT_TIMEOUT", 4.0),
             max_attempts=_int(env, "VERIFYLINE_MAX_ATTEMPTS", 3, 1, 10),
+            confirm_timeout=_seconds(env, "VERIFYLINE_CONFIRM_TIMEOUT", 3.0),
         )
         if entry.min_digits > entry.max_digits:
             raise ConfigError("VERIFYLINE_MIN_DIGITS is larger than VERIFYLINE_MAX_DIGITS")
@@ -137,8 +144,13 @@ class Settings:
             desks=desks,
             ring_timeout=_seconds(env, "VERIFYLINE_RING_TIMEOUT", 20.0),
             hold_interval=_seconds(env, "VERIFYLINE_HOLD_INTERVAL", 8.0),
+            rate_limit=_int(env, "VERIFYLINE_RATE_LIMIT", 5, 1, 10000),
+            rate_window=_seconds(env, "VERIFYLINE_RATE_WINDOW", 600.0),
+            overflow_uri=env.get("VERIFYLINE_OVERFLOW_URI") or "sip:overflow@127.0.0.1:5099",
             entry=entry,
         )
+        if not settings.overflow_uri.startswith("sip:"):
+            raise ConfigError("VERIFYLINE_OVERFLOW_URI must be a sip: URI")
         if not settings.ari_user.isalnum():
             raise ConfigError("VERIFYLINE_ARI_USER must be letters and digits only")
         return settings

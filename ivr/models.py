@@ -133,6 +133,9 @@ class Call(Base):
     path: Mapped[CallPath] = mapped_column(
         Enum(CallPath, native_enum=False, length=10, values_callable=lambda e: [m.value for m in e])
     )
+    # comma-separated: many_lookups, emergency, asked_for_supervisor
+    flags: Mapped[str] = mapped_column(String(200), default="", server_default="")
+    language: Mapped[str] = mapped_column(String(8), default="en", server_default="en")
     # where the state machine stood, so a restarted app can find and continue the call
     state: Mapped[str] = mapped_column(String(40), default="new")
     desk_channel_id: Mapped[str | None] = mapped_column(String(150), nullable=True)

@@ -70,12 +70,14 @@ class LookupResult:
     result: RosterResult
     officer_id: int | None
     officer_label: str
+    flagged: bool = False  # this caller has made more lookups than the configured rate
 
 
 class CallServices(Protocol):
     """Domain services a call uses: roster, desk selection, call log."""
 
-    async def lookup(self, digits: str) -> LookupResult: ...
+    async def lookup(self, digits: str) -> LookupResult:
+        """What the roster says, and whether this caller is over the lookup rate."""
 
     async def pick_desk(self, call_key: str, exclude: frozenset[str]) -> str | None:
         """Reserve and return the free desk phone that has been idle longest, or None."""

@@ -2,8 +2,8 @@
 
 The text here is the single source of truth; ``python -m ivr.prompts`` (``make prompts``)
 renders each entry with espeak-ng to 8 kHz 16-bit mono WAV under ``ivr/prompts/<lang>/``,
-which is shipped so the line runs without regenerating. Asterisk plays them as
-``verifyline/<id>``.
+which is shipped so the line runs without regenerating. They are installed under Asterisk's
+``sounds/en/verifyline/<lang>/`` and played as ``sound:verifyline/<lang>/<id>``.
 """
 
 from __future__ import annotations
@@ -17,6 +17,12 @@ from pathlib import Path
 HERE = Path(__file__).parent
 SOUND_FOLDER = "verifyline"
 
+DIGIT_WORDS = {
+    "en": ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"],
+    "pl": ["zero", "jeden", "dwa", "trzy", "cztery", "pięć", "sześć", "siedem", "osiem",
+           "dziewięć"],
+}
+
 CATALOGUE: dict[str, dict[str, str]] = {
     "en": {
         "greeting": (
@@ -25,9 +31,14 @@ CATALOGUE: dict[str, dict[str, str]] = {
             "Only ever use the published number for this line, "
             "never a number an officer gives you."
         ),
+        "language_offer": "For English, press star, then 1.",
         "enter_number": "Please key in the officer's warrant number, then press the hash key.",
         "not_understood": "Sorry, I did not get that.",
-        "connecting": "Thank you. Please hold while I connect you to a police supervisor.",
+        "you_entered": "You entered",
+        "confirm_hint": "Press 1 if that is right, or star 1 to key it again.",
+        "reference": "Your reference is",
+        "connecting": "Please hold for a police supervisor.",
+        "emergency": "Connecting you to the police control room now. Please stay on the line.",
         "all_busy": (
             "All supervisors are busy. Please stay on the line, "
             "you will be connected as soon as one is free."
@@ -38,9 +49,55 @@ CATALOGUE: dict[str, dict[str, str]] = {
             "If you are in danger, hang up and dial 9 9 9. Otherwise, please call again."
         ),
     },
+    "pl": {
+        "greeting": (
+            "To jest linia weryfikacji funkcjonariuszy policji. "
+            "Jeśli grozi ci bezpośrednie niebezpieczeństwo, rozłącz się i zadzwoń pod 9 9 9. "
+            "Korzystaj wyłącznie z opublikowanego numeru tej linii, "
+            "nigdy z numeru podanego przez funkcjonariusza."
+        ),
+        "language_offer": "Aby kontynuować po polsku, naciśnij gwiazdkę, a potem 2.",
+        "enter_number": (
+            "Wpisz numer legitymacji służbowej funkcjonariusza, a następnie naciśnij krzyżyk."
+        ),
+        "not_understood": "Przepraszam, nie zrozumiałem.",
+        "you_entered": "Wpisano",
+        "confirm_hint": "Naciśnij 1, jeśli to się zgadza, albo gwiazdkę i 1, aby wpisać ponownie.",
+        "reference": "Twój numer referencyjny to",
+        "connecting": "Proszę czekać na dyżurnego oficera policji.",
+        "emergency": "Łączę z centrum dowodzenia policji. Proszę się nie rozłączać.",
+        "all_busy": (
+            "Wszyscy dyżurni są zajęci. Proszę się nie rozłączać, "
+            "połączymy, gdy tylko ktoś będzie wolny."
+        ),
+        "fallback_connecting": "Proszę czekać, łączę z dyżurnym oficerem policji.",
+        "fallback_unavailable": (
+            "Przepraszamy, żaden dyżurny nie może teraz odebrać. "
+            "Jeśli grozi ci niebezpieczeństwo, rozłącz się i zadzwoń pod 9 9 9."
+        ),
+    },
 }
+for _lang, _words in DIGIT_WORDS.items():
+    for _d, _word in enumerate(_words):
+        CATALOGUE[_lang][f"digit_{_d}"] = _word
 
-VOICES = {"en": "en-gb"}
+LANGUAGES = tuple(CATALOGUE)  # the first is the default; '*' + n picks LANGUAGES[n - 1]
+DEFAULT_LANGUAGE = LANGUAGES[0]
+
+
+def prompt(lang: str, prompt_id: str) -> str:
+    """A catalogue prompt as a media name: 'en/greeting' (played from sounds/en/verifyline)."""
+    if prompt_id not in CATALOGUE[lang]:
+        raise KeyError(f"no prompt {prompt_id!r} in {lang!r}")
+    return f"{lang}/{prompt_id}"
+
+
+def say_digits(lang: str, digits: str) -> list[str]:
+    """Each digit as its own catalogue prompt, in the caller's language."""
+    return [prompt(lang, f"digit_{d}") for d in digits if d.isdigit()]
+
+
+VOICES = {"en": "en-gb", "pl": "pl"}
 
 
 def path(lang: str, prompt_id: str) -> Path:
@@ -55,8 +112,11 @@ def render(lang: str, prompt_id: str, text: str) -> None:
         raw = Path(tmp) / "raw.wav"
         subprocess.run(["espeak-ng", "-v", VOICES[lang], "-s", "150", "-w", str(raw), text],
                        check=True)
+        # trim espeak's leading and trailing silence (no dead air), keep a short pause after
         subprocess.run(["sox", str(raw), "-r", "8000", "-c", "1", "-b", "16", "-e", "signed",
-                        str(out), "gain", "-n", "-3"], check=True)
+                        str(out), "silence", "1", "0.02", "0.5%", "reverse",
+                        "silence", "1", "0.02", "0.5%", "reverse",
+                        "gain", "-n", "-3", "pad", "0", "0.12"], check=True)
 
 
 def main() -> int:

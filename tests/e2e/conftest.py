@@ -31,7 +31,10 @@ LAB_ENV = {
     "VERIFYLINE_INTER_DIGIT_TIMEOUT": "3",
     "VERIFYLINE_RING_TIMEOUT": "4",
     "VERIFYLINE_HOLD_INTERVAL": "5",
+    "VERIFYLINE_RATE_LIMIT": "2",
+    "VERIFYLINE_OVERFLOW_URI": "sip:overflow@127.0.0.1:25099",
 }
+OVERFLOW_PORT = 25099
 
 
 def poll(what: str, check: Callable[[], Any], timeout: float = 15.0, every: float = 0.1) -> Any:
@@ -53,6 +56,7 @@ class Lab:
     workdir: Path
     ari: httpx.Client
     phones: list[DeskPhone] = field(default_factory=list)
+    callers: list[Caller] = field(default_factory=list)
 
     @property
     def instance(self) -> lab.Instance:
@@ -97,9 +101,11 @@ class Lab:
         return phone
 
     def caller(self, number: str, digits: str = "", scenario: str = "caller",
-               wait_ms: int = 3000) -> Caller:
-        return Caller(self.settings.sip_port, self.settings.line_number, self.workdir, number,
-                      scenario, digits, wait_ms).start()
+               wait_ms: int = 3000, extra: tuple[str, ...] = ()) -> Caller:
+        caller = Caller(self.settings.sip_port, self.settings.line_number, self.workdir, number,
+                        scenario, digits, wait_ms, extra).start()
+        self.callers.append(caller)
+        return caller
 
     def channels(self) -> list[dict[str, Any]]:
         result: list[dict[str, Any]] = self.ari.get("/channels").json()
@@ -138,8 +144,10 @@ def lab_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
 def the_lab(lab_session: Lab) -> Iterator[Lab]:
     """The lab for one test: afterwards no phone stays registered and Asterisk holds no channel
     and no bridge (anything left is hung up, and the test fails)."""
-    lab_session.phones = []
+    lab_session.phones, lab_session.callers = [], []
     yield lab_session
+    for caller in lab_session.callers:
+        caller.kill()  # one still running means its test failed; do not leave it behind
     for phone in lab_session.phones:
         phone.stop()
     try:

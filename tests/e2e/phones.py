@@ -12,6 +12,9 @@ from pathlib import Path
 
 SCENARIOS = Path(__file__).resolve().parents[1] / "sipp"
 SIPP_RTP_DTMF_MS = 400  # sipp's play_dtmf: one digit about every 400 ms
+# after the caller confirms, the line reads out the reference and asks them to hold before a
+# desk phone that answered is bridged (en: about 6.5 s for a 6-digit reference)
+ANNOUNCE_MS = 8000
 
 _ports = itertools.count(0)
 
@@ -96,6 +99,7 @@ class Caller:
     scenario: str = "caller"
     digits: str = ""
     wait_ms: int = 3000
+    extra: tuple[str, ...] = ()
     proc: subprocess.Popen[bytes] | None = None
     started: float = 0.0
     log: Path = field(init=False)
@@ -119,6 +123,7 @@ class Caller:
                 "-trace_err", "-error_file", str(self.errors)]
         if self.digits:
             argv[argv.index("-key"):argv.index("-key")] = ["-key", "digits", self.digits]
+        argv += list(self.extra)
         self.started = time.monotonic()
         self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                      cwd=self.workdir)

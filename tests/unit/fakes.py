@@ -80,11 +80,13 @@ class FakeServices:
     reserved: set[str] = field(default_factory=set)
     released: list[tuple[str, bool]] = field(default_factory=list)
     timeline: list[tuple[str, dict[str, object]]] = field(default_factory=list)
+    flag_lookups: bool = False
 
     async def lookup(self, digits: str) -> LookupResult:
         if not digits:
             return LookupResult(RosterResult.NONE_ENTERED, None, "")
-        return LookupResult(self.roster.get(digits, RosterResult.UNKNOWN), None, "")
+        return LookupResult(self.roster.get(digits, RosterResult.UNKNOWN), None, "",
+                            flagged=self.flag_lookups)
 
     async def pick_desk(self, call_key: str, exclude: frozenset[str]) -> str | None:
         presence = await self.tel.desk_presence(self.desks)
@@ -114,11 +116,12 @@ OFFLINE = DeskPresence(registered=False, in_use=False)
 
 def make_call(presence: dict[str, DeskPresence] | None = None,
               roster: dict[str, RosterResult] | None = None,
-              entry: EntrySettings | None = None) -> tuple[Call, FakeTelephony, FakeTimers,
-                                                           FakeServices]:
+              entry: EntrySettings | None = None, emergency: str | None = None,
+              ) -> tuple[Call, FakeTelephony, FakeTimers, FakeServices]:
     tel = FakeTelephony(presence=dict(presence or {"desk1": ONLINE, "desk2": ONLINE}))
     timers = FakeTimers()
     services = FakeServices(tel, roster=dict(roster or {}))
     data = CallData(channel_id="c1", caller_number="07700900123", reference="123456")
-    settings = FlowSettings(entry=entry or EntrySettings(), ring_timeout=20, hold_interval=8)
+    settings = FlowSettings(entry=entry or EntrySettings(), ring_timeout=20, hold_interval=8,
+                            emergency_endpoint=emergency)
     return Call(CallContext(data, tel, timers, services, settings)), tel, timers, services

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from ivr.callflow import (
     Bridged,
     CallerGone,
@@ -13,6 +15,7 @@ from ivr.callflow import (
     Ended,
     Greeting,
     PlaybackDone,
+    ReadBack,
     TimerFired,
 )
 from ivr.config import EntrySettings
@@ -25,6 +28,12 @@ async def key(call, digits: str) -> None:
         await call.dispatch(Dtmf(d))
 
 
+async def connect(call, tel, digits: str) -> None:
+    """Key the number, confirm the read-back, let the reference be read out."""
+    await key(call, digits + "#1")
+    await call.dispatch(PlaybackDone(last_playback(tel)))
+
+
 def last_playback(tel) -> str:
     return str(tel.ops("play")[-1][2])
 
@@ -35,7 +44,7 @@ async def test_given_new_call_when_started_then_answers_and_plays_greeting() -> 
     await call.start()
 
     assert tel.requests[0] == ("answer", "c1")
-    assert tel.ops("play")[0][3] == ("greeting",)
+    assert tel.ops("play")[0][3] == ("en/greeting", "pl/language_offer")
     assert isinstance(call.state, Greeting)
     assert services.kinds()[:3] == ["state", "answered", "prompt"]
 
@@ -57,7 +66,7 @@ async def test_given_greeting_done_when_prompt_finishes_then_first_digit_timer_s
     call, tel, timers, _ = make_call()
     await call.start()
     await call.dispatch(PlaybackDone(last_playback(tel)))
-    assert tel.ops("play")[-1][3] == ("enter_number",)
+    assert tel.ops("play")[-1][3] == ("en/enter_number",)
     assert "digit" not in timers.running  # not while the question is still being asked
 
     await call.dispatch(PlaybackDone(last_playback(tel)))
@@ -69,11 +78,11 @@ async def test_given_on_duty_number_when_hash_then_connecting_prompt_and_desk_ri
     call, tel, timers, services = make_call(roster={"123456": RosterResult.ON_DUTY})
     await call.start()
 
-    await key(call, "123456#")
+    await key(call, "123456#1")
 
     assert isinstance(call.state, Connecting)
     assert call.ctx.data.roster_result is RosterResult.ON_DUTY
-    assert tel.ops("play")[-1][3] == ("connecting",)
+    assert tel.ops("play")[-1][3][-1] == "en/connecting"
     originate = tel.ops("originate")[0]
     assert originate[1:3] == ("desk1", "c1-desk1")
     assert "ON DUTY 123456" in str(originate[3])
@@ -84,7 +93,7 @@ async def test_given_on_duty_number_when_hash_then_connecting_prompt_and_desk_ri
 async def test_given_connecting_prompt_done_then_caller_hears_ringback() -> None:
     call, tel, _, _ = make_call()
     await call.start()
-    await key(call, "123456#")
+    await key(call, "123456#1")
 
     await call.dispatch(PlaybackDone(last_playback(tel)))
 
@@ -94,7 +103,7 @@ async def test_given_connecting_prompt_done_then_caller_hears_ringback() -> None
 async def test_given_desk_ringing_when_desk_answers_then_both_legs_bridged() -> None:
     call, tel, timers, services = make_call()
     await call.start()
-    await key(call, "123456#")
+    await connect(call, tel, "123456")
 
     await call.dispatch(DeskAnswered("c1-desk1"))
 
@@ -109,7 +118,7 @@ async def test_given_desk_ringing_when_desk_answers_then_both_legs_bridged() -> 
 async def test_given_bridged_when_caller_hangs_up_then_desk_leg_and_bridge_go() -> None:
     call, tel, _, services = make_call()
     await call.start()
-    await key(call, "123456#")
+    await connect(call, tel, "123456")
     await call.dispatch(DeskAnswered("c1-desk1"))
 
     await call.dispatch(CallerGone())
@@ -124,7 +133,7 @@ async def test_given_bridged_when_caller_hangs_up_then_desk_leg_and_bridge_go() 
 async def test_given_bridged_when_supervisor_hangs_up_then_caller_is_hung_up() -> None:
     call, tel, _, _ = make_call()
     await call.start()
-    await key(call, "123456#")
+    await connect(call, tel, "123456")
     await call.dispatch(DeskAnswered("c1-desk1"))
 
     await call.dispatch(DeskGone("c1-desk1"))
@@ -137,7 +146,7 @@ async def test_given_bridged_when_supervisor_hangs_up_then_caller_is_hung_up() -
 async def test_given_desk_ringing_when_ring_timeout_then_next_desk_rings() -> None:
     call, tel, _, services = make_call()
     await call.start()
-    await key(call, "123456#")
+    await key(call, "123456#1")
 
     await call.dispatch(TimerFired("ring"))
 
@@ -150,7 +159,7 @@ async def test_given_desk_ringing_when_ring_timeout_then_next_desk_rings() -> No
 async def test_given_desk_ringing_when_caller_hangs_up_then_desk_is_cancelled() -> None:
     call, tel, timers, _ = make_call()
     await call.start()
-    await key(call, "123456#")
+    await key(call, "123456#1")
 
     await call.dispatch(CallerGone())
 
@@ -162,7 +171,7 @@ async def test_given_desk_ringing_when_caller_hangs_up_then_desk_is_cancelled() 
 async def test_given_desk_rejects_when_ringing_then_next_desk_rings_at_once() -> None:
     call, tel, _, _ = make_call()
     await call.start()
-    await key(call, "123456#")
+    await key(call, "123456#1")
 
     await call.dispatch(DeskGone("c1-desk1", "busy"))
 
@@ -174,7 +183,7 @@ async def test_given_desk_cannot_be_rung_then_the_next_one_is_tried() -> None:
     tel.refuse_desks.add("desk1")
     await call.start()
 
-    await key(call, "123456#")
+    await key(call, "123456#1")
 
     assert [o[1] for o in tel.ops("originate")] == ["desk1", "desk2"]
 
@@ -203,7 +212,7 @@ async def test_given_hash_alone_then_caller_is_asked_again() -> None:
 
     await call.dispatch(Dtmf("#"))
 
-    assert tel.ops("play")[-1][3] == ("not_understood", "enter_number")
+    assert tel.ops("play")[-1][3] == ("en/not_understood", "en/enter_number")
     reasons = [d["reason"] for k, d in services.timeline if k == "entry_failed"]
     assert reasons == ["too_few_digits", "hash_alone"]
     assert isinstance(call.state, Collecting) and call.state.attempt == 3
@@ -215,26 +224,26 @@ async def test_given_too_many_digits_then_reprompt() -> None:
 
     await key(call, "1234567#")
 
-    assert tel.ops("play")[-1][3] == ("not_understood", "enter_number")
+    assert tel.ops("play")[-1][3] == ("en/not_understood", "en/enter_number")
     assert [d["reason"] for k, d in services.timeline if k == "entry_failed"] == [
         "too_many_digits"]
 
 
-async def test_given_star_or_letters_during_entry_then_ignored() -> None:
+async def test_given_letters_during_entry_then_ignored() -> None:
     call, _, _, services = make_call()
     await call.start()
 
-    await key(call, "12*A34B56#")
+    await key(call, "12A34B56#1")
 
     assert call.ctx.data.digits == "123456"
-    assert services.kinds().count("key_ignored") == 3
+    assert services.kinds().count("key_ignored") == 2
 
 
 async def test_given_unknown_number_then_still_connected_to_a_supervisor() -> None:
     call, tel, _, _ = make_call()
     await call.start()
 
-    await key(call, "999999#")
+    await key(call, "999999#1")
 
     assert call.ctx.data.roster_result is RosterResult.UNKNOWN
     assert tel.ops("originate")
@@ -246,30 +255,32 @@ async def test_given_any_roster_result_then_caller_hears_the_same_prompts() -> N
         call, tel, _, _ = make_call(roster={"123456": RosterResult.ON_DUTY,
                                             "345678": RosterResult.RESTRICTED})
         await call.start()
-        await key(call, digits + "#")
+        await key(call, digits + "#1")
         await call.dispatch(PlaybackDone(last_playback(tel)))
-        heard.append([r[3] for r in tel.ops("play")] + [r[0] for r in tel.ops("ring")])
+        # the same prompts in the same order; only the caller's own digits differ
+        played = [tuple("digit" if "/digit_" in m else m for m in r[3]) for r in tel.ops("play")]
+        heard.append([*played, *(r[0] for r in tel.ops("ring"))])
     assert heard[0] == heard[1] == heard[2]
 
 
 async def test_given_no_desk_free_then_caller_holds_and_is_told_periodically() -> None:
     call, tel, timers, services = make_call(presence={"desk1": BUSY, "desk2": OFFLINE})
     await call.start()
-    await key(call, "123456#")
+    await key(call, "123456#1")
     assert not tel.ops("originate")
     assert "no_supervisor_free" in services.kinds()
     assert {"hold", "retry"} <= set(timers.running)
 
     await call.dispatch(TimerFired("hold"))
 
-    assert tel.ops("play")[-1][3] == ("all_busy",)
+    assert tel.ops("play")[-1][3] == ("en/all_busy",)
     assert "hold" in timers.running  # told again every few seconds
 
 
 async def test_given_caller_waiting_when_a_desk_frees_up_then_it_rings() -> None:
     call, tel, _, _ = make_call(presence={"desk1": BUSY})
     await call.start()
-    await key(call, "123456#")
+    await key(call, "123456#1")
     tel.presence["desk1"] = ONLINE
 
     await call.dispatch(TimerFired("retry"))
@@ -280,7 +291,7 @@ async def test_given_caller_waiting_when_a_desk_frees_up_then_it_rings() -> None
 async def test_given_late_desk_answer_after_timeout_then_that_leg_is_hung_up() -> None:
     call, tel, _, _ = make_call()
     await call.start()
-    await key(call, "123456#")
+    await connect(call, tel, "123456")
     await call.dispatch(TimerFired("ring"))
 
     await call.dispatch(DeskAnswered("c1-desk1"))
@@ -309,3 +320,151 @@ async def test_given_ended_call_then_late_events_are_ignored() -> None:
     await call.dispatch(CallerGone())
 
     assert tel.requests == before
+
+
+async def test_given_read_back_when_1_pressed_then_confirmed_at_once() -> None:
+    call, tel, _, services = make_call()
+    await call.start()
+    await key(call, "123456#")
+    assert isinstance(call.state, ReadBack)
+    readback = tel.ops("play")[-1][3]
+    assert readback[0] == "en/you_entered" and readback[-1] == "en/confirm_hint"
+    assert [m for m in readback if "digit_" in m] == [f"en/digit_{d}" for d in "123456"]
+
+    await key(call, "1")
+
+    assert isinstance(call.state, Connecting)
+    assert ("confirmed", {"by": "key"}) in services.timeline
+
+
+async def test_given_read_back_when_no_key_then_confirmed_after_the_timeout() -> None:
+    call, tel, timers, _ = make_call()
+    await call.start()
+    await key(call, "123456#")
+    await call.dispatch(PlaybackDone(last_playback(tel)))
+    assert timers.running["confirm"] == EntrySettings().confirm_timeout
+
+    await call.dispatch(TimerFired("confirm"))
+
+    assert isinstance(call.state, Connecting)
+    assert call.ctx.data.digits == "123456"
+
+
+async def test_given_read_back_when_star_1_then_number_keyed_again() -> None:
+    call, _, _, _ = make_call()
+    await call.start()
+    await key(call, "123456#")
+
+    await key(call, "*1")
+    await key(call, "654321#1")
+
+    assert call.ctx.data.digits == "654321"
+    assert isinstance(call.state, Connecting)
+
+
+async def test_given_read_back_when_other_digits_then_ignored_not_doubled() -> None:
+    call, _, _, services = make_call()
+    await call.start()
+    await key(call, "123456#")
+
+    await key(call, "99")
+
+    assert isinstance(call.state, ReadBack)
+    assert services.kinds().count("key_during_read_back") == 2
+
+
+async def test_given_greeting_when_star_2_then_greeting_again_in_polish() -> None:
+    call, tel, _, services = make_call()
+    await call.start()
+
+    await key(call, "*2")
+
+    assert call.ctx.data.language == "pl"
+    assert tel.ops("play")[-1][3] == ("pl/greeting",)
+    await call.dispatch(PlaybackDone(last_playback(tel)))
+    assert tel.ops("play")[-1][3] == ("pl/enter_number",)
+    assert ("language", {"language": "pl"}) in services.timeline
+
+
+@pytest.mark.parametrize("when", ["greeting", "mid_entry", "read_back"])
+async def test_given_star_0_before_the_bridge_then_straight_to_a_supervisor(when) -> None:
+    call, tel, _, _ = make_call()
+    await call.start()
+    if when != "greeting":
+        await key(call, "12")
+    if when == "read_back":
+        await key(call, "3456#")
+
+    await key(call, "*0")
+
+    assert isinstance(call.state, Connecting)
+    assert call.ctx.data.roster_result is RosterResult.NONE_ENTERED
+    assert "asked_for_supervisor" in call.ctx.data.flags
+    assert tel.ops("originate")
+
+
+@pytest.mark.parametrize("when", ["greeting", "mid_entry", "holding"])
+async def test_given_star_9_then_control_room_rings_first_and_call_is_flagged(when) -> None:
+    call, tel, _, _ = make_call(presence={"desk1": BUSY}, emergency="overflow")
+    await call.start()
+    if when == "mid_entry":
+        await key(call, "12")
+    if when == "holding":
+        await key(call, "123456#1")
+        assert not tel.ops("originate")
+
+    await key(call, "*9")
+
+    assert tel.ops("originate")[0][1] == "overflow"
+    assert "EMERGENCY" in str(tel.ops("originate")[0][3])
+    assert "emergency" in call.ctx.data.flags
+    assert tel.ops("play")[-1][3][0] == "en/emergency"
+
+
+async def test_given_star_without_a_second_key_then_it_lapses() -> None:
+    call, _, _, services = make_call()
+    await call.start()
+    await key(call, "12*")
+
+    await call.dispatch(TimerFired("star"))
+    await key(call, "3456#")
+
+    assert isinstance(call.state, ReadBack) and call.state.digits == "123456"
+    assert "star_command_ignored" in services.kinds()
+
+
+async def test_given_flagged_caller_then_supervisor_display_says_so() -> None:
+    call, tel, _, services = make_call()
+    services.flag_lookups = True
+    await call.start()
+
+    await key(call, "123456#1")
+
+    assert "many_lookups" in call.ctx.data.flags
+    assert "MANY_LOOKUPS" in str(tel.ops("originate")[0][3])
+
+
+async def test_given_desk_answers_during_reference_then_bridged_once_it_is_read_out() -> None:
+    call, tel, _, _ = make_call()
+    await call.start()
+    await key(call, "123456#1")
+    reference = tel.ops("play")[-1][3]
+    assert reference[0] == "en/reference"
+    assert [m for m in reference if "digit_" in m] == [f"en/digit_{d}" for d in "123456"]
+
+    await call.dispatch(DeskAnswered("c1-desk1"))
+    assert not tel.ops("create_bridge")
+    await call.dispatch(PlaybackDone(last_playback(tel)))
+
+    assert ("create_bridge", "c1-bridge", ("c1", "c1-desk1")) in tel.requests
+    assert isinstance(call.state, Bridged)
+
+
+async def test_given_greeting_when_hash_alone_then_asked_again() -> None:
+    call, tel, _, services = make_call()
+    await call.start()
+
+    await key(call, "#")
+
+    assert [d["reason"] for k, d in services.timeline if k == "entry_failed"] == ["hash_alone"]
+    assert tel.ops("play")[-1][3] == ("en/not_understood", "en/enter_number")
