@@ -61,6 +61,14 @@ class AriTelephony:
         await self.client.create_bridge(bridge_id)
         await self.client.add_to_bridge(bridge_id, channel_ids)
 
+    async def record_bridge(self, bridge_id: str, name: str) -> bool:
+        try:
+            await self.client.record_bridge(bridge_id, name)
+        except AriError as exc:
+            log.error("recording %s failed: %s", name, exc)
+            return False
+        return True
+
     async def destroy_bridge(self, bridge_id: str) -> None:
         await self.client.destroy_bridge(bridge_id)
 

@@ -194,6 +194,58 @@ def cmd_calls_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_supervisors(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    with _store(settings).session() as s:
+        calllog.ensure_desks(s, settings.desks)
+    if args.action == "list":
+        with _store(settings).session() as s:
+            rows = calllog.supervisors(s)
+        if args.json:
+            print(json.dumps(rows, indent=2))
+            return 0
+        for r in rows:
+            state = "signed out" if r["signed_out"] else "paused" if r["paused"] else "available"
+            reason = f" ({r['pause_reason']})" if r["pause_reason"] else ""
+            print(f"{r['desk']:<10} {state}{reason}")
+        return 0
+    desks = settings.desks if args.all else tuple(args.desks)
+    unknown = [d for d in desks if d not in settings.desks]
+    if unknown or not desks:
+        raise VerifyLineError(f"unknown desk(s): {', '.join(unknown) or 'none given'}; "
+                              f"known: {', '.join(settings.desks)}")
+    paused, signed_out = {"pause": (True, False), "available": (False, False),
+                          "signout": (True, True), "signin": (False, False)}[args.action]
+    with _store(settings).session() as s:
+        for desk in desks:
+            calllog.set_availability(s, desk, paused=paused, signed_out=signed_out,
+                                     reason="cli")
+    print(f"{', '.join(desks)}: {args.action} (the line applies it within a second)")
+    return 0
+
+
+def cmd_callbacks(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    if args.action == "done":
+        if args.id is None:
+            raise VerifyLineError("give the callback id: verifyline callbacks done ID")
+        with _store(settings).session() as s:
+            if not calllog.callback_done(s, args.id, args.by):
+                raise VerifyLineError(f"no open callback with id {args.id}")
+        print(f"callback {args.id} done")
+        return 0
+    with _store(settings).session() as s:
+        rows = calllog.callbacks(s, include_done=args.all)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        for r in rows:
+            print(f"{r['id']:>4} {r['created_at']} {r['caller_number']:<15} ref {r['reference']}"
+                  f" keyed {r['digits_entered'] or '-'}"
+                  + (f" done {r['done_at']} by {r['done_by']}" if r["done_at"] else ""))
+    return 0
+
+
 # --- doctor --------------------------------------------------------------------------------
 
 
@@ -308,6 +360,20 @@ def build_parser() -> argparse.ArgumentParser:
     ls.add_argument("--limit", type=int)
     show = add(calls_p, "show", cmd_calls_show, "one call with its timeline, as JSON")
     show.add_argument("id", type=int)
+
+    sup = add(sub, "supervisors", cmd_supervisors,
+              "list desk phones, or pause / make available / sign out / sign in supervisors")
+    sup.add_argument("action", choices=["list", "pause", "available", "signout", "signin"])
+    sup.add_argument("desks", nargs="*")
+    sup.add_argument("--all", action="store_true", help="every configured desk")
+    sup.add_argument("--json", action="store_true")
+    cb = add(sub, "callbacks", cmd_callbacks,
+             "callers who hung up before a supervisor answered")
+    cb.add_argument("action", choices=["list", "done"])
+    cb.add_argument("id", type=int, nargs="?")
+    cb.add_argument("--all", action="store_true", help="include callbacks already done")
+    cb.add_argument("--by", default="cli", help="who made the callback")
+    cb.add_argument("--json", action="store_true")
 
     add(sub, "doctor", cmd_doctor, "check Asterisk, ARI, the app and the database")
     return p

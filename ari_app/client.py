@@ -237,8 +237,17 @@ class AriClient:
         await self.request("POST", f"/bridges/{bridge_id}/addChannel",
                            {"channel": ",".join(channel_ids)})
 
+    async def record_bridge(self, bridge_id: str, name: str, fmt: str = "wav") -> None:
+        await self.request("POST", f"/bridges/{bridge_id}/record",
+                           {"name": name, "format": fmt, "ifExists": "overwrite",
+                            "beep": "false", "terminateOn": "none"})
+
     async def destroy_bridge(self, bridge_id: str) -> None:
-        await self.ignore_gone("DELETE", f"/bridges/{bridge_id}")
+        try:
+            await self.ignore_gone("DELETE", f"/bridges/{bridge_id}")
+        except AriHttpError as exc:
+            if exc.status != 409:  # 409: already torn down and out of the app
+                raise
 
 
 # --- events ------------------------------------------------------------------------------

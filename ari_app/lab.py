@@ -203,7 +203,7 @@ debug = 0
 def prepare(inst: Instance) -> None:
     """Create the instance folders, render the config and install the prompts."""
     out = inst.outside
-    for sub in ("etc", "run", "log", "lib", "astspool", "cache", "spool"):
+    for sub in ("etc", "run", "log", "lib", "astspool", "astspool/recording", "cache", "spool"):
         (out / sub).mkdir(parents=True, exist_ok=True)
     render_config(inst.settings, out / "etc", f"{inst.inside}/spool")
     (out / "etc" / "asterisk.conf").write_text(asterisk_conf(inst.inside))
@@ -326,6 +326,15 @@ def ari_ready(settings: Settings) -> bool:
     return r.status_code == 200
 
 
+def port_answers(settings: Settings) -> bool:
+    """Does anything answer HTTP on the ARI port (whatever its credentials)?"""
+    try:
+        httpx.get(f"{settings.ari_url}/ari/asterisk/info", timeout=1.0)
+    except httpx.HTTPError:
+        return False
+    return True
+
+
 def app_connected(inst: Instance) -> bool:
     """True when the app process in the PID file says its websocket is connected and Asterisk
     lists the application. (Asterisk keeps listing an app whose socket is gone while it still
@@ -376,9 +385,9 @@ def start_asterisk(inst: Instance) -> bool:
         _wait("Asterisk HTTP/ARI", lambda: ari_ready(settings), 30,
               (inst.asterisk_pidfile, str(settings.log_dir / "asterisk.out")))
         return False
-    if ari_ready(settings):
-        raise LabError(f"something else already answers ARI on {settings.ari_url}; "
-                       "stop it or choose another VERIFYLINE_ARI_PORT")
+    if port_answers(settings):
+        raise LabError(f"something else already answers on {settings.ari_url} (another lab "
+                       "or Asterisk?); stop it or choose another VERIFYLINE_ARI_PORT")
     prepare(inst)
     stdout_log = settings.log_dir / "asterisk.out"
     # chroot execs asterisk, so the PID we get is Asterisk's own

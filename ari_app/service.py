@@ -32,6 +32,7 @@ from ivr.callflow import (
     Collecting,
     Connecting,
     DeskAnswered,
+    DeskDtmf,
     DeskGone,
     Dtmf,
     Event,
@@ -39,6 +40,7 @@ from ivr.callflow import (
     PlaybackDone,
     State,
     TimerFired,
+    Wake,
 )
 from ivr.clock import as_utc, now
 from ivr.config import Settings
@@ -53,6 +55,13 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 DESK_LEG_MARK = "-desk"
+AVAILABILITY_INTERVAL = 1.0
+FEATURE_PROMPT_SECONDS = 3.0
+# feature code action -> (paused, signed out)
+FEATURES: dict[str, tuple[bool, bool]] = {
+    "pause": (True, False), "available": (False, False),
+    "signout": (True, True), "signin": (False, False),
+}
 SPOOL_INTERVAL = 2.0
 LINGER_SECONDS = 30.0  # keep an ended call around to absorb its late events
 
@@ -135,7 +144,35 @@ class CallServicesImpl:
         return self.line.pool.reserve(presence, call_key, exclude)
 
     def release_desk(self, desk: str, talked: bool) -> None:
-        self.line.pool.release(desk, talked)
+        self.line.release_desk(desk, talked, self.data.channel_id)
+
+    def join_queue(self, emergency: bool) -> int:
+        self.line.pool.join(self.data.channel_id, emergency)
+        return self.line.pool.position(self.data.channel_id)
+
+    def leave_queue(self) -> None:
+        self.line.pool.leave(self.data.channel_id)
+
+    def queue_position(self) -> int:
+        return self.line.pool.position(self.data.channel_id)
+
+    def desk_answered(self, desk: str) -> None:
+        self.line.pool.answered(desk)
+
+    def desk_not_answered(self, desk: str) -> None:
+        if self.line.pool.no_answer(desk):
+            log.warning("desk %s paused after %d unanswered calls in a row", desk,
+                        self.line.pool.auto_pause_after)
+            self.record("desk_auto_paused", {"desk": desk})
+            self.line.write(functools.partial(self.line.save_availability, desk, True, False,
+                                              "no_answer"), f"pause {desk}")
+
+    async def anyone_signed_in(self) -> bool:
+        try:
+            presence = await self.line.tel.desk_presence(self.line.settings.desks)
+        except AriError:
+            return True  # cannot tell: do not send everyone to the overflow
+        return self.line.pool.any_signed_in(presence)
 
     def record(self, kind: str, detail: dict[str, object]) -> None:
         snapshot = copy.copy(self.data)
@@ -218,8 +255,11 @@ class LineService:
         self.tel = AriTelephony(client)
         self.flow = FlowSettings(entry=settings.entry, ring_timeout=settings.ring_timeout,
                                  hold_interval=settings.hold_interval,
-                                 emergency_endpoint=settings.emergency_endpoint)
-        self.pool = DeskPool(settings.desks, {})
+                                 emergency_endpoint=settings.emergency_endpoint,
+                                 queue_max_wait=settings.queue_max_wait,
+                                 whisper_timeout=settings.whisper_timeout,
+                                 recording=settings.recording)
+        self.pool = DeskPool(settings.desks, {}, settings.wrap_up, settings.auto_pause_after)
         self.calls: dict[str, CallRuntime] = {}
         self._db = ThreadPoolExecutor(1, thread_name_prefix="verifyline-db")
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -250,6 +290,67 @@ class LineService:
     def forget(self, channel_id: str) -> None:
         self.calls.pop(channel_id, None)
 
+    # --- desks ---------------------------------------------------------------------------
+
+    def release_desk(self, desk: str, talked: bool, call_key: str) -> None:
+        back_at = self.pool.release(desk, talked, call_key=call_key)
+        if back_at is not None:
+            delay = max(0.0, (back_at - now()).total_seconds())
+            asyncio.get_running_loop().call_later(delay, self.wake_waiting)
+        self.wake_waiting()
+
+    def wake_waiting(self) -> None:
+        """A desk may be free: let waiting callers try again, longest-waiting first."""
+        for key in self.pool.waiting():
+            runtime = self.calls.get(key)
+            if runtime is not None:
+                runtime.post(Wake())
+
+    def save_availability(self, desk: str, paused: bool, signed_out: bool, reason: str) -> None:
+        with self.store.session() as s:
+            calllog.set_availability(s, desk, paused=paused, signed_out=signed_out,
+                                     reason=reason)
+
+    async def _availability_loop(self) -> None:
+        """Pick up pause/sign-out changes made by the CLI, the console or feature codes."""
+        while True:
+            try:
+                rows = await self.in_db(self._read_availability)
+                changed = [d for d, (p, o) in rows.items()
+                           if self.pool.set_availability(d, p, o)]
+                if changed:
+                    log.info("availability changed: %s", ", ".join(changed))
+                    self.wake_waiting()
+            except Exception:
+                log.exception("reading supervisor availability failed; will retry")
+            await asyncio.sleep(AVAILABILITY_INTERVAL)
+
+    def _read_availability(self) -> dict[str, tuple[bool, bool]]:
+        with self.store.session() as s:
+            return calllog.availability(s)
+
+    async def _feature(self, channel_id: str, channel_name: str, action: str) -> None:
+        """A feature code dialled from a desk phone (*51 pause, *52 available, ...)."""
+        desk = channel_name.split("/", 1)[-1].rsplit("-", 1)[0]
+        paused, signed_out = FEATURES.get(action, (None, None))
+        try:
+            await self.client.answer(channel_id)
+            if paused is None or desk not in self.settings.desks:
+                log.warning("feature %r from %s refused", action, channel_name)
+            else:
+                await self.in_db(functools.partial(self.save_availability, desk, paused,
+                                                   bool(signed_out), action))
+                self.pool.set_availability(desk, paused, bool(signed_out))
+                log.info("desk %s: %s (feature code)", desk, action)
+                if not paused:
+                    self.wake_waiting()
+                word = "paused" if paused else "available"
+                await self.client.play(channel_id, f"{channel_id}-feature",
+                                       [f"sound:verifyline/en/{word}"])
+                await asyncio.sleep(FEATURE_PROMPT_SECONDS)
+        finally:
+            await self.client.hangup(channel_id)
+
     # --- life cycle ------------------------------------------------------------------------
 
     async def prepare(self) -> None:
@@ -260,11 +361,15 @@ class LineService:
             with self.store.session() as s:
                 return calllog.idle_since(s)
 
-        self.pool = DeskPool(self.settings.desks, await self.in_db(work))
+        self.pool = DeskPool(self.settings.desks, await self.in_db(work),
+                             self.settings.wrap_up, self.settings.auto_pause_after)
+        for desk, (paused, signed_out) in (await self.in_db(self._read_availability)).items():
+            self.pool.set_availability(desk, paused, signed_out)
 
     async def run(self) -> None:
         await self.prepare()
         self.spawn(self._spool_loop())
+        self.spawn(self._availability_loop())
         await self.stream.run()
 
     async def stop(self) -> None:
@@ -295,6 +400,9 @@ class LineService:
         if ev.type == "PlaybackFinished":
             self._post(ev.playback_target, PlaybackDone(ev.playback_id))
             return
+        if ev.type in ("EndpointStateChange", "DeviceStateChanged"):
+            self.wake_waiting()  # a desk registered or came free
+            return
         if channel is None:
             return
         is_desk = DESK_LEG_MARK in channel.id
@@ -303,12 +411,16 @@ class LineService:
                 if not self._post(channel.id, DeskAnswered(channel.id)):
                     log.warning("desk leg %s has no call; hanging it up", channel.id)
                     self.spawn(self.client.hangup(channel.id))
+            case "StasisStart" if ev.args[:1] == ["feature"]:
+                self.spawn(self._feature(channel.id, channel.name, "".join(ev.args[1:2])))
             case "StasisStart":
                 self._start_call(channel.id, channel.caller_number)
             case "StasisEnd" | "ChannelDestroyed":
                 self._post(channel.id, DeskGone(channel.id, ev.cause) if is_desk
                            else CallerGone(ev.cause))
-            case "ChannelDtmfReceived" if not is_desk:
+            case "ChannelDtmfReceived" if is_desk:
+                self._post(channel.id, DeskDtmf(channel.id, ev.digit))
+            case "ChannelDtmfReceived":
                 self._post(channel.id, Dtmf(ev.digit))
             case _:
                 pass
@@ -348,6 +460,14 @@ class LineService:
     # --- resync after a (re)connect ----------------------------------------------------------
 
     async def on_connect(self) -> None:
+        # live desk availability: device-state changes wake waiting callers. (Not an
+        # endpoint subscription: that delivers every event of the desk legs a second time.)
+        sources = ",".join(f"deviceState:PJSIP/{d}" for d in self.settings.desks)
+        try:
+            await self.client.request("POST", f"/applications/{self.settings.app_name}/"
+                                      "subscription", {"eventSource": sources})
+        except AriError as exc:
+            log.warning("cannot subscribe to desk-phone device states: %s", exc)
         # tells `verifyline lab` that this process, not a predecessor, holds the app's socket
         ready = self.settings.run_dir / "app.ready"
         ready.parent.mkdir(parents=True, exist_ok=True)

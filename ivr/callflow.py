@@ -78,7 +78,20 @@ class CallerGone:
     cause: str = ""
 
 
-Event = Dtmf | PlaybackDone | TimerFired | DeskAnswered | DeskGone | CallerGone
+@dataclass(frozen=True)
+class DeskDtmf:
+    """A key pressed on the desk phone of one of this call's desk legs."""
+
+    channel_id: str
+    digit: str
+
+
+@dataclass(frozen=True)
+class Wake:
+    """A desk may have become free (released, out of wrap-up, registered, available)."""
+
+
+Event = Dtmf | PlaybackDone | TimerFired | DeskAnswered | DeskGone | CallerGone | DeskDtmf | Wake
 
 
 # --- the call's data, persisted at every transition ----------------------------------------
@@ -109,6 +122,8 @@ class CallData:
     flags: set[str] = field(default_factory=set)
     tried_desks: set[str] = field(default_factory=set)
     desk_legs: int = 0
+    queued_at: datetime | None = None
+    recording: str | None = None
 
 
 @dataclass(frozen=True)
@@ -117,6 +132,9 @@ class FlowSettings:
     ring_timeout: float = 20.0
     hold_interval: float = 8.0
     emergency_endpoint: str | None = None
+    queue_max_wait: float = 120.0
+    whisper_timeout: float = 3.0
+    recording: bool = False
 
 
 @dataclass
@@ -174,6 +192,10 @@ class State:
                 return await self.on_desk_gone(ctx, channel_id, cause)
             case CallerGone(cause):
                 return await self.on_caller_gone(ctx, cause)
+            case DeskDtmf(channel_id, digit):
+                return await self.on_desk_dtmf(ctx, channel_id, digit)
+            case Wake():
+                return await self.on_wake(ctx)
         return self  # pragma: no cover - the match is exhaustive
 
     # True for the states before the bridge, where *0 and *9 work
@@ -221,6 +243,12 @@ class State:
         return self
 
     async def on_desk_gone(self, ctx: CallContext, channel_id: str, cause: str) -> State:
+        return self
+
+    async def on_desk_dtmf(self, ctx: CallContext, channel_id: str, digit: str) -> State:
+        return self
+
+    async def on_wake(self, ctx: CallContext) -> State:
         return self
 
     async def on_caller_gone(self, ctx: CallContext, cause: str) -> State:
@@ -433,29 +461,55 @@ class ReadBack(State):
         return await go(ctx, Collecting(self.attempt + 1, prompt=True))
 
 
+WHISPER_RESULT = {
+    RosterResult.ON_DUTY: "result_on_duty",
+    RosterResult.OFF_DUTY: "result_off_duty",
+    RosterResult.RESTRICTED: "result_restricted",
+    RosterResult.UNKNOWN: "result_unknown",
+    RosterResult.NONE_ENTERED: "result_none_entered",
+}
+SUPERVISOR_LANGUAGE = DEFAULT_LANGUAGE
+
+
 class Connecting(State):
-    """Read out the reference, find a free desk phone and ring it. The caller hears the
-    reference and a hold prompt, then ringback: never silence. An emergency (*9) rings the
-    control room first."""
+    """Queue for a desk phone, read out the reference, ring the desk the queue gives us.
+
+    The caller hears the reference and a hold prompt, then ringback, or every few seconds
+    their place in the queue: never silence. A desk that answers first hears the whisper
+    (roster result, number, reference); '1' or a few seconds connects the caller. An
+    emergency (*9), a wait over the maximum, or nobody signed in rings the control room."""
 
     name = "connecting"
     safety_keys = True
 
     def __init__(self, emergency: bool = False) -> None:
         self.emergency = emergency
-        self.playback_id: str | None = None
-        self.announcing = False  # the reference is being read out: hold a desk that answers
-        self.answered_leg: str | None = None
+        self.overflow_due = emergency
+        self.playback_id: str | None = None  # what the caller hears now (one at a time)
+        self.reference_id: str | None = None  # the reference read-out, until it ends
+        self.answered_leg: str | None = None  # a desk leg that answered: hearing the whisper
+        self.whisper_id: str | None = None
+        self.whisper_done = False
         self.waiting_since: datetime | None = None
 
     async def enter(self, ctx: CallContext) -> State:
         d = ctx.data
-        first = ["emergency"] if self.emergency else []
-        media = [*ctx.say(*first, "reference"), *say_digits(d.language, d.reference),
-                 *ctx.say(*([] if self.emergency else ["connecting"]))]
-        self.playback_id = await ctx.play("connecting", media)
-        self.announcing = True
+        if d.queued_at is None:
+            d.queued_at = now()
+        position = ctx.services.join_queue(self.emergency)
+        ctx.record("queued", position=position, emergency=self.emergency)
+        if not self.emergency:
+            ctx.timers.start("max_wait", ctx.settings.queue_max_wait)
+        first = ["emergency"] if self.emergency else ["connecting"]
+        notice = ["recorded"] if ctx.settings.recording else []
+        media = [*ctx.say(*first, *notice, "reference"), *say_digits(d.language, d.reference)]
+        self.playback_id = self.reference_id = await ctx.play("connecting", media)
         return await self._try_desk(ctx)
+
+    @property
+    def announcing(self) -> bool:
+        """The caller is still hearing their reference: a supervisor waits for it to end."""
+        return self.reference_id is not None
 
     async def leave(self, ctx: CallContext) -> None:
         d = ctx.data
@@ -474,16 +528,21 @@ class Connecting(State):
             return self
         return await super().on_star(ctx, key)
 
-    async def _announce(self, ctx: CallContext, prompt_id: str) -> None:
+    async def _announce(self, ctx: CallContext, media: list[str]) -> None:
         await ctx.tel.stop_ring(ctx.data.channel_id)
-        self.playback_id = await ctx.play(prompt_id, ctx.say(prompt_id))
+        self.playback_id = await ctx.play("hold", media)
 
     async def on_playback_done(self, ctx: CallContext, playback_id: str) -> State:
+        if playback_id == self.whisper_id:
+            self.whisper_id = None
+            ctx.timers.start("whisper", ctx.settings.whisper_timeout)
+            return self
+        if playback_id == self.reference_id:
+            self.reference_id = None
         if playback_id != self.playback_id:
             return self
         self.playback_id = None
-        self.announcing = False
-        if self.answered_leg is not None:
+        if self.answered_leg is not None and self.whisper_done:
             return await self._bridge(ctx, self.answered_leg)
         await ctx.tel.ring(ctx.data.channel_id)
         return self
@@ -494,16 +553,23 @@ class Connecting(State):
         flags = "".join(f" {f.upper()}" for f in sorted(d.flags) if f != FLAG_ASKED_FOR_SUPERVISOR)
         return f"{result} {d.digits or '-'} ref {d.reference}{flags}"
 
-    def _next_desk_is_emergency(self, ctx: CallContext) -> str | None:
+    def _overflow_target(self, ctx: CallContext) -> str | None:
         target = ctx.settings.emergency_endpoint
-        if self.emergency and target and target not in ctx.data.tried_desks:
+        if self.overflow_due and target and target not in ctx.data.tried_desks:
             return target
         return None
 
     async def _try_desk(self, ctx: CallContext) -> State:
         d = ctx.data
-        desk = self._next_desk_is_emergency(ctx) or await ctx.services.pick_desk(
+        if d.desk_channel_id is not None:
+            return self  # one desk at a time
+        desk = self._overflow_target(ctx) or await ctx.services.pick_desk(
             d.channel_id, frozenset(d.tried_desks))
+        if desk is None and not self.overflow_due and ctx.settings.emergency_endpoint \
+                and not await ctx.services.anyone_signed_in():
+            self.overflow_due = True
+            ctx.record("overflow", reason="no_supervisor_signed_in")
+            desk = self._overflow_target(ctx)
         if desk is None and d.tried_desks:
             # every free desk had its turn: start a new round after a short pause
             d.tried_desks.clear()
@@ -512,7 +578,7 @@ class Connecting(State):
         if desk is None:
             if self.waiting_since is None:
                 self.waiting_since = now()
-                ctx.record("no_supervisor_free")
+                ctx.record("no_supervisor_free", position=ctx.services.queue_position())
                 ctx.timers.start("hold", ctx.settings.hold_interval)
             ctx.timers.start("retry", RETRY_SECONDS)
             return self
@@ -532,67 +598,131 @@ class Connecting(State):
             return await self._try_desk(ctx)
         ctx.timers.start("ring", ctx.settings.ring_timeout)
         ctx.record("desk_ringing", desk=desk, channel=d.desk_channel_id,
-                   emergency=desk == ctx.settings.emergency_endpoint)
+                   emergency=desk == ctx.settings.emergency_endpoint,
+                   waited_s=round((now() - (d.queued_at or now())).total_seconds(), 3))
         return self
 
     async def _drop_desk(self, ctx: CallContext, why: str) -> None:
         d = ctx.data
         ctx.timers.cancel("ring")
+        ctx.timers.cancel("whisper")
         if d.desk is not None:
             ctx.record(why, desk=d.desk, channel=d.desk_channel_id)
             ctx.services.release_desk(d.desk, talked=False)
+        if self.whisper_id is not None:
+            await ctx.tel.stop_playback(self.whisper_id)
         d.desk, d.desk_channel_id = None, None
-        self.answered_leg = None
+        self.answered_leg, self.whisper_id, self.whisper_done = None, None, False
+
+    async def on_wake(self, ctx: CallContext) -> State:
+        if ctx.data.desk_channel_id is None:
+            return await self._try_desk(ctx)
+        return self
 
     async def on_timer(self, ctx: CallContext, name: str) -> State:
         d = ctx.data
-        if name == "ring" and d.desk_channel_id is not None:
-            channel = d.desk_channel_id
+        if name == "ring" and d.desk_channel_id is not None and self.answered_leg is None:
+            channel, desk = d.desk_channel_id, d.desk
             await self._drop_desk(ctx, "desk_no_answer")
+            if desk is not None:
+                ctx.services.desk_not_answered(desk)
             await ctx.tel.hangup(channel)
             return await self._try_desk(ctx)
         if name == "retry" and d.desk_channel_id is None:
             return await self._try_desk(ctx)
-        if name == "hold" and d.desk_channel_id is None:
-            await self._announce(ctx, "all_busy")
+        if name == "hold" and (d.desk_channel_id is not None or self.playback_id is not None):
+            # a desk is ringing, or the caller is hearing something already: no pile-up
             ctx.timers.start("hold", ctx.settings.hold_interval)
+            return self
+        if name == "hold":
+            position = ctx.services.queue_position()
+            ids = ["all_busy", "you_are_next"] if position <= 1 else ["all_busy", "position"]
+            media = ctx.say(*ids) + (say_digits(d.language, str(position)) if position > 1
+                                     else [])
+            await self._announce(ctx, media)
+            ctx.timers.start("hold", ctx.settings.hold_interval)
+            return self
+        if name == "max_wait" and not self.overflow_due and ctx.settings.emergency_endpoint:
+            self.overflow_due = True
+            ctx.record("overflow", reason="max_wait")
+            return await self._try_desk(ctx)
+        if name == "whisper" and self.answered_leg is not None:
+            return await self._whisper_done(ctx, "timeout")
         return self
 
     async def on_desk_gone(self, ctx: CallContext, channel_id: str, cause: str) -> State:
         if channel_id != ctx.data.desk_channel_id:
             return self
-        await self._drop_desk(ctx, "desk_failed")
+        during_whisper = self.answered_leg is not None
+        await self._drop_desk(ctx, "desk_hung_up_during_whisper" if during_whisper
+                              else "desk_failed")
+        # the caller keeps their place: at the front, as they waited longest
         return await self._try_desk(ctx)
 
     async def on_desk_answered(self, ctx: CallContext, channel_id: str) -> State:
         d = ctx.data
         if channel_id != d.desk_channel_id or d.desk is None:
             return await super().on_desk_answered(ctx, channel_id)
-        ctx.timers.cancel_all()
-        if self.announcing:
-            # let the caller hear their reference to the end; the supervisor waits a moment
-            self.answered_leg = channel_id
-            ctx.record("desk_answered_during_announcement", desk=d.desk)
-            return self
-        return await self._bridge(ctx, channel_id)
+        ctx.timers.cancel("ring")
+        ctx.services.desk_answered(d.desk)
+        self.answered_leg = channel_id
+        # the supervisor alone first hears what they are about to verify
+        lang = SUPERVISOR_LANGUAGE
+        media = [prompt(lang, "whisper_intro"),
+                 prompt(lang, WHISPER_RESULT[d.roster_result or RosterResult.NONE_ENTERED])]
+        media += [prompt(lang, f"flag_{f}") for f in sorted(d.flags)
+                  if f in (FLAG_MANY_LOOKUPS, FLAG_EMERGENCY)]
+        if d.digits:
+            media += [prompt(lang, "warrant_number"), *say_digits(lang, d.digits)]
+        media += [prompt(lang, "whisper_reference"), *say_digits(lang, d.reference),
+                  prompt(lang, "whisper_hint")]
+        self.whisper_id = ctx.next_id("whisper")
+        await ctx.tel.play(channel_id, self.whisper_id, media)
+        ctx.record("whisper", desk=d.desk, prompt="+".join(media))
+        return self
+
+    async def on_desk_dtmf(self, ctx: CallContext, channel_id: str, digit: str) -> State:
+        if channel_id == self.answered_leg and digit == "1" and not self.whisper_done:
+            return await self._whisper_done(ctx, "key")
+        return self
+
+    async def _whisper_done(self, ctx: CallContext, by: str) -> State:
+        ctx.timers.cancel("whisper")
+        if self.whisper_id is not None:
+            await ctx.tel.stop_playback(self.whisper_id)
+            self.whisper_id = None
+        self.whisper_done = True
+        ctx.record("whisper_done", by=by)
+        if self.announcing or self.answered_leg is None:
+            return self  # the caller still hears their reference: bridge when it is read out
+        return await self._bridge(ctx, self.answered_leg)
 
     async def _bridge(self, ctx: CallContext, desk_leg: str) -> State:
         d = ctx.data
+        ctx.timers.cancel_all()
         if self.playback_id is not None:
             await ctx.tel.stop_playback(self.playback_id)
         await ctx.tel.stop_ring(d.channel_id)
         d.bridge_id = f"{d.channel_id}-bridge"
         await ctx.tel.create_bridge(d.bridge_id, [d.channel_id, desk_leg])
+        if ctx.settings.recording:
+            name = f"verifyline-{d.reference}-{d.channel_id}"
+            if await ctx.tel.record_bridge(d.bridge_id, name):
+                d.recording = name
+            ctx.record("recording", name=name, started=d.recording is not None)
         d.answered_at = now()
         d.answered_desk = d.desk
-        ctx.record("bridged", desk=d.desk, bridge=d.bridge_id, answered_at=iso(d.answered_at))
+        ctx.services.leave_queue()
+        ctx.record("bridged", desk=d.desk, bridge=d.bridge_id, answered_at=iso(d.answered_at),
+                   waited_s=round((d.answered_at - (d.queued_at or d.answered_at))
+                                  .total_seconds(), 3))
         return await go(ctx, Bridged())
 
     async def on_caller_gone(self, ctx: CallContext, cause: str) -> State:
         channel = ctx.data.desk_channel_id
         await self._drop_desk(ctx, "desk_cancelled")
         if channel is not None:
-            await ctx.tel.hangup(channel)  # the ringing desk phone gets a CANCEL
+            await ctx.tel.hangup(channel)  # a ringing desk phone gets a CANCEL
         return await super().on_caller_gone(ctx, cause)
 
 
@@ -633,6 +763,7 @@ class Ended(State):
     async def enter(self, ctx: CallContext) -> State:
         d = ctx.data
         ctx.timers.cancel_all()
+        ctx.services.leave_queue()
         if d.bridge_id is not None:
             await ctx.tel.destroy_bridge(d.bridge_id)
         if d.desk is not None:

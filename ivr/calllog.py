@@ -15,6 +15,7 @@ from ivr.callflow import CallData
 from ivr.clock import iso, now
 from ivr.models import (
     Call,
+    Callback,
     CallEvent,
     CallPath,
     Encounter,
@@ -76,6 +77,7 @@ def save(session: Session, data: CallData, kind: str, detail: dict[str, object],
     call = session.scalars(select(Call).where(Call.channel_id == data.channel_id)).one()
     call.digits_entered = data.digits
     call.flags = ",".join(sorted(data.flags))
+    call.recording = data.recording
     call.language = data.language
     call.roster_result = data.roster_result
     call.state = data.state
@@ -91,6 +93,14 @@ def save(session: Session, data: CallData, kind: str, detail: dict[str, object],
     if data.ended_at is not None and sup is not None:
         sup.idle_since = data.ended_at
     session.add(CallEvent(call_id=call.id, at=at or now(), kind=kind, detail=dict(detail)))
+    if (kind == "ended" and data.end_reason is EndReason.CALLER_ABANDONED
+            and data.queued_at is not None):
+        # they waited for a supervisor and gave up: someone should call them back
+        existing = session.scalars(select(Callback).where(Callback.call_id == call.id)).first()
+        if existing is None:
+            session.add(Callback(call_id=call.id, caller_number=data.caller_number,
+                                 reference=data.reference, digits_entered=data.digits,
+                                 created_at=data.ended_at or now()))
 
 
 def recent_lookups(session: Session, caller_number: str | None, this_call: str,
@@ -114,6 +124,43 @@ def ensure_desks(session: Session, desks: Iterable[str]) -> None:
             session.add(Supervisor(desk=desk, display_name=desk))
 
 
+def availability(session: Session) -> dict[str, tuple[bool, bool]]:
+    """desk -> (paused, signed out), as the supervisors (or the line) last set it."""
+    return {s.desk: (s.paused, s.signed_out) for s in session.scalars(select(Supervisor))}
+
+
+def set_availability(session: Session, desk: str, paused: bool, signed_out: bool,
+                     reason: str = "") -> None:
+    sup = _supervisor(session, desk)
+    assert sup is not None
+    sup.paused, sup.signed_out, sup.pause_reason = paused, signed_out, reason if paused else ""
+
+
+def supervisors(session: Session) -> list[dict[str, Any]]:
+    return [{"desk": s.desk, "paused": s.paused, "signed_out": s.signed_out,
+             "pause_reason": s.pause_reason or None, "idle_since": iso(s.idle_since)}
+            for s in session.scalars(select(Supervisor).order_by(Supervisor.desk))]
+
+
+def callbacks(session: Session, include_done: bool = False) -> list[dict[str, Any]]:
+    """Callers who hung up before a supervisor answered, oldest first."""
+    query = select(Callback).order_by(Callback.created_at, Callback.id)
+    if not include_done:
+        query = query.where(Callback.done_at.is_(None))
+    return [{"id": c.id, "call_id": c.call_id, "caller_number": c.caller_number or "withheld",
+             "reference": c.reference, "digits_entered": c.digits_entered,
+             "created_at": iso(c.created_at), "done_at": iso(c.done_at), "done_by": c.done_by}
+            for c in session.scalars(query)]
+
+
+def callback_done(session: Session, callback_id: int, by: str) -> bool:
+    cb = session.get(Callback, callback_id)
+    if cb is None or cb.done_at is not None:
+        return False
+    cb.done_at, cb.done_by = now(), by
+    return True
+
+
 def idle_since(session: Session) -> dict[str, datetime | None]:
     return {s.desk: s.idle_since for s in session.scalars(select(Supervisor))}
 
@@ -134,6 +181,7 @@ def call_as_json(call: Call) -> dict[str, Any]:
         "path": call.path.value,
         "flags": [f for f in call.flags.split(",") if f],
         "language": call.language,
+        "recording": call.recording,
         "channel_id": call.channel_id,
         "officer": (
             f"{call.encounter.officer.rank} {call.encounter.officer.name}"

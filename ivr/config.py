@@ -30,7 +30,8 @@ def _int(env: Mapping[str, str], name: str, default: int, lo: int = 0, hi: int =
     return value
 
 
-def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+def _seconds(env: Mapping[str, str], name: str, default: float,
+             allow_zero: bool = False) -> float:
     raw = env.get(name)
     if raw is None or raw == "":
         return default
@@ -38,9 +39,21 @@ def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
         value = float(raw)
     except ValueError:
         raise ConfigError(f"{name}={raw!r} is not a number of seconds") from None
-    if not 0 < value <= 3600:
-        raise ConfigError(f"{name}={value} must be more than 0 and at most 3600 seconds")
+    if not (value >= 0 if allow_zero else value > 0) or value > 3600:
+        low = "0 (off)" if allow_zero else "more than 0"
+        raise ConfigError(f"{name}={value} must be {low} and at most 3600 seconds")
     return value
+
+
+def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = (env.get(name) or "").strip().lower()
+    if raw == "":
+        return default
+    if raw in ("1", "yes", "on", "true"):
+        return True
+    if raw in ("0", "no", "off", "false"):
+        return False
+    raise ConfigError(f"{name}={raw!r} must be on or off")
 
 
 def _port_range(env: Mapping[str, str], name: str, default: tuple[int, int]) -> tuple[int, int]:
@@ -85,6 +98,11 @@ class Settings:
     desks: tuple[str, ...] = ("desk1", "desk2", "desk3", "desk4")
     ring_timeout: float = 20.0
     hold_interval: float = 8.0
+    wrap_up: float = 30.0
+    auto_pause_after: int = 3
+    queue_max_wait: float = 120.0
+    whisper_timeout: float = 3.0
+    recording: bool = True
     rate_limit: int = 5
     rate_window: float = 600.0
     emergency_endpoint: str = "overflow"
@@ -144,6 +162,11 @@ class Settings:
             desks=desks,
             ring_timeout=_seconds(env, "VERIFYLINE_RING_TIMEOUT", 20.0),
             hold_interval=_seconds(env, "VERIFYLINE_HOLD_INTERVAL", 8.0),
+            wrap_up=_seconds(env, "VERIFYLINE_WRAP_UP", 30.0, allow_zero=True),
+            auto_pause_after=_int(env, "VERIFYLINE_AUTO_PAUSE", 3, 0, 100),
+            queue_max_wait=_seconds(env, "VERIFYLINE_QUEUE_MAX_WAIT", 120.0),
+            whisper_timeout=_seconds(env, "VERIFYLINE_WHISPER_TIMEOUT", 3.0),
+            recording=_flag(env, "VERIFYLINE_RECORDING", True),
             rate_limit=_int(env, "VERIFYLINE_RATE_LIMIT", 5, 1, 10000),
             rate_window=_seconds(env, "VERIFYLINE_RATE_WINDOW", 600.0),
             overflow_uri=env.get("VERIFYLINE_OVERFLOW_URI") or "sip:overflow@127.0.0.1:5099",

@@ -7,6 +7,7 @@ from datetime import datetime
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     DateTime,
     Enum,
     ForeignKey,
@@ -16,6 +17,7 @@ from sqlalchemy import (
     String,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.sql.expression import false
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -91,6 +93,10 @@ class Supervisor(Base):
     desk: Mapped[str] = mapped_column(String(80), unique=True)
     display_name: Mapped[str] = mapped_column(String(200), default="")
     idle_since: Mapped[datetime | None] = _ts()
+    # availability the supervisor (or the line) chose; survives an app restart
+    paused: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    signed_out: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    pause_reason: Mapped[str] = mapped_column(String(40), default="", server_default="")
 
 
 class Encounter(Base):
@@ -136,6 +142,8 @@ class Call(Base):
     # comma-separated: many_lookups, emergency, asked_for_supervisor
     flags: Mapped[str] = mapped_column(String(200), default="", server_default="")
     language: Mapped[str] = mapped_column(String(8), default="en", server_default="en")
+    # name of the conversation's recording (Asterisk: <spool>/recording/<name>.wav)
+    recording: Mapped[str | None] = mapped_column(String(200), nullable=True)
     # where the state machine stood, so a restarted app can find and continue the call
     state: Mapped[str] = mapped_column(String(40), default="new")
     desk_channel_id: Mapped[str | None] = mapped_column(String(150), nullable=True)
@@ -161,3 +169,18 @@ class CallEvent(Base):
 
     call: Mapped[Call] = relationship(back_populates="events")
 
+
+
+class Callback(Base):
+    """A caller who hung up before a supervisor answered: someone should call them back."""
+
+    __tablename__ = "callback"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    call_id: Mapped[int] = mapped_column(ForeignKey("call.id"), unique=True)
+    caller_number: Mapped[str | None] = mapped_column(String(80), nullable=True)
+    reference: Mapped[str] = mapped_column(String(12))
+    digits_entered: Mapped[str] = mapped_column(String(80), default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    done_at: Mapped[datetime | None] = _ts()
+    done_by: Mapped[str | None] = mapped_column(String(80), nullable=True)

@@ -1,9 +1,17 @@
-"""Which supervisor's desk phone takes the next call: free ones only, longest idle first."""
+"""Which supervisor's desk phone takes which caller: a small call-distribution queue.
+
+A desk is offered a call only when it is registered, not in use, not ringing for another
+caller, not paused or signed out, and out of wrap-up. Free desks go longest-idle first. Callers
+are served first come, first served, an emergency ahead of everyone; a free desk goes to the
+longest-waiting caller that is not already ringing one.
+"""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 from ivr.clock import as_utc, now
 from ivr.telephony import DeskPresence
@@ -11,30 +19,94 @@ from ivr.telephony import DeskPresence
 NEVER = datetime.min.replace(tzinfo=UTC)
 
 
+@dataclass
+class DeskStatus:
+    idle_since: datetime | None = None
+    paused: bool = False
+    signed_out: bool = False
+    wrap_until: datetime | None = None
+    no_answers: int = 0  # rung and not answered, in a row
+
+
+@dataclass(frozen=True)
+class _Ticket:
+    priority: int  # 0 emergency, 1 everyone else
+    seq: int
+
+
 class DeskPool:
-    """The desk phones of the operations room and who is reserved for which call."""
+    """The desk phones of the operations room, the callers waiting for one, and who is
+    reserved for which call."""
 
-    def __init__(self, desks: Sequence[str], idle_since: Mapping[str, datetime | None]) -> None:
+    def __init__(self, desks: Sequence[str], idle_since: Mapping[str, datetime | None],
+                 wrap_up: float = 0.0, auto_pause_after: int = 0) -> None:
         self.desks = tuple(desks)
-        self._idle_since = {d: as_utc(idle_since.get(d)) for d in self.desks}
+        self.status = {d: DeskStatus(idle_since=as_utc(idle_since.get(d))) for d in self.desks}
+        self.wrap_up = wrap_up
+        self.auto_pause_after = auto_pause_after
         self._reserved: dict[str, str] = {}
+        self._queue: dict[str, _Ticket] = {}
+        self._seq = itertools.count()
 
-    def free(self, presence: Mapping[str, DeskPresence], exclude: frozenset[str] = frozenset()
-             ) -> list[str]:
-        """Desks that are registered, not in use, not reserved and not excluded; longest idle
-        first (a desk that never took a call counts as idle the longest)."""
+    # --- callers -------------------------------------------------------------------------
+
+    def join(self, call_key: str, emergency: bool = False) -> None:
+        """Queue a caller (again: keeps their place, an emergency moves to the front)."""
+        ticket = self._queue.get(call_key)
+        priority = 0 if emergency else 1
+        if ticket is None:
+            self._queue[call_key] = _Ticket(priority, next(self._seq))
+        elif priority < ticket.priority:
+            self._queue[call_key] = _Ticket(priority, ticket.seq)
+
+    def leave(self, call_key: str) -> None:
+        self._queue.pop(call_key, None)
+
+    def waiting(self) -> list[str]:
+        """Queued callers in the order they are served."""
+        return sorted(self._queue, key=lambda k: (self._queue[k].priority, self._queue[k].seq))
+
+    def position(self, call_key: str) -> int:
+        """1 for the next caller to be served; 0 when not queued."""
+        order = self.waiting()
+        return order.index(call_key) + 1 if call_key in order else 0
+
+    def _first_unserved(self) -> str | None:
+        ringing = set(self._reserved.values())
+        return next((k for k in self.waiting() if k not in ringing), None)
+
+    # --- desks ---------------------------------------------------------------------------
+
+    def available(self, desk: str, at: datetime | None = None) -> bool:
+        """Not paused, not signed out, out of wrap-up (presence aside)."""
+        st = self.status.get(desk)
+        if st is None or st.paused or st.signed_out:
+            return False
+        return st.wrap_until is None or st.wrap_until <= (at or now())
+
+    def free(self, presence: Mapping[str, DeskPresence], exclude: frozenset[str] = frozenset(),
+             at: datetime | None = None) -> list[str]:
+        """Desks that can ring now, longest idle first (never used counts as idle longest)."""
         candidates = [
             d for d in self.desks
-            if d not in exclude and d not in self._reserved
+            if d not in exclude and d not in self._reserved and self.available(d, at)
             and (p := presence.get(d)) is not None and p.registered and not p.in_use
         ]
         order = {d: i for i, d in enumerate(self.desks)}
-        return sorted(candidates, key=lambda d: (self._idle_since[d] or NEVER, order[d]))
+        return sorted(candidates, key=lambda d: (self.status[d].idle_since or NEVER, order[d]))
+
+    def any_signed_in(self, presence: Mapping[str, DeskPresence]) -> bool:
+        """Is anyone there at all: a registered desk whose supervisor has not signed out."""
+        return any((p := presence.get(d)) is not None and p.registered
+                   and not self.status[d].signed_out for d in self.desks)
 
     def reserve(self, presence: Mapping[str, DeskPresence], call_key: str,
-                exclude: frozenset[str] = frozenset()) -> str | None:
-        """Reserve the best free desk for a call, or return None when none is free."""
-        free = self.free(presence, exclude)
+                exclude: frozenset[str] = frozenset(), at: datetime | None = None
+                ) -> str | None:
+        """Reserve the best free desk for this caller if it is their turn, else None."""
+        if call_key in self._queue and self._first_unserved() != call_key:
+            return None  # someone has waited longer
+        free = self.free(presence, exclude, at)
         if not free:
             return None
         self._reserved[free[0]] = call_key
@@ -44,10 +116,47 @@ class DeskPool:
         """Mark a desk as taken by a call found already in progress (after a restart)."""
         self._reserved[desk] = call_key
 
-    def release(self, desk: str, talked: bool, at: datetime | None = None) -> None:
-        self._reserved.pop(desk, None)
-        if talked:
-            self._idle_since[desk] = at or now()
+    def answered(self, desk: str) -> None:
+        if desk in self.status:
+            self.status[desk].no_answers = 0
+
+    def no_answer(self, desk: str) -> bool:
+        """Count a ring nobody answered; True when that pauses the desk automatically."""
+        st = self.status.get(desk)
+        if st is None:
+            return False
+        st.no_answers += 1
+        if self.auto_pause_after and st.no_answers >= self.auto_pause_after and not st.paused:
+            st.paused = True
+            return True
+        return False
+
+    def release(self, desk: str, talked: bool, at: datetime | None = None,
+                call_key: str | None = None) -> datetime | None:
+        """Give a reserved desk back; after a conversation it rests for the wrap-up time.
+        Returns when the desk can be offered again, if that is later than now. With
+        ``call_key``, only that call's reservation is given back (never another call's)."""
+        if call_key is None or self._reserved.get(desk) == call_key:
+            self._reserved.pop(desk, None)
+        elif not talked:
+            return None
+        st = self.status.get(desk)
+        if st is None or not talked:
+            return None
+        at = at or now()
+        st.idle_since = at
+        st.wrap_until = at + timedelta(seconds=self.wrap_up) if self.wrap_up else None
+        return st.wrap_until
+
+    def set_availability(self, desk: str, paused: bool, signed_out: bool) -> bool:
+        """Apply what the store says; True if anything changed."""
+        st = self.status.get(desk)
+        if st is None or (st.paused, st.signed_out) == (paused, signed_out):
+            return False
+        st.paused, st.signed_out = paused, signed_out
+        if not paused:
+            st.no_answers = 0
+        return True
 
     def reserved_for(self, desk: str) -> str | None:
         return self._reserved.get(desk)

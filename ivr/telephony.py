@@ -47,6 +47,9 @@ class Telephony(Protocol):
 
     async def destroy_bridge(self, bridge_id: str) -> None: ...
 
+    async def record_bridge(self, bridge_id: str, name: str) -> bool:
+        """Record the bridged conversation as ``name``; False if the switch refused."""
+
     async def hangup(self, channel_id: str) -> None: ...
 
     async def continue_to_fallback(self, channel_id: str) -> None:
@@ -83,7 +86,23 @@ class CallServices(Protocol):
         """Reserve and return the free desk phone that has been idle longest, or None."""
 
     def release_desk(self, desk: str, talked: bool) -> None:
-        """Give a reserved desk back; ``talked`` restarts its idle time."""
+        """Give a reserved desk back; ``talked`` restarts its idle time (and its wrap-up)."""
+
+    def join_queue(self, emergency: bool) -> int:
+        """Queue the caller for a desk (keeping their place); return their position."""
+
+    def leave_queue(self) -> None: ...
+
+    def queue_position(self) -> int: ...
+
+    def desk_answered(self, desk: str) -> None:
+        """A desk answered: its run of unanswered rings is over."""
+
+    def desk_not_answered(self, desk: str) -> None:
+        """A desk rang out; enough in a row pauses it (logged)."""
+
+    async def anyone_signed_in(self) -> bool:
+        """Is any supervisor there at all (registered and not signed out)?"""
 
     def record(self, kind: str, detail: dict[str, object]) -> None:
         """Append an event to the call's timeline and save the call's current state."""

@@ -43,6 +43,22 @@ CATALOGUE: dict[str, dict[str, str]] = {
             "All supervisors are busy. Please stay on the line, "
             "you will be connected as soon as one is free."
         ),
+        "recorded": "This call is recorded.",
+        "you_are_next": "You are next.",
+        "position": "Your place in the queue is",
+        "whisper_intro": "Verify Line call.",
+        "result_on_duty": "Officer on duty.",
+        "result_off_duty": "Officer not on duty.",
+        "result_restricted": "Restricted. Card withdrawn, suspended or left.",
+        "result_unknown": "Number not found on the roster.",
+        "result_none_entered": "No number entered.",
+        "flag_many_lookups": "Flagged: many lookups from this caller.",
+        "flag_emergency": "Emergency key pressed.",
+        "warrant_number": "Warrant number",
+        "whisper_reference": "Reference",
+        "whisper_hint": "Press 1 to speak to the caller.",
+        "paused": "You are paused. No calls will be offered.",
+        "available": "You are available for calls.",
         "fallback_connecting": "Please hold while I connect you to a police supervisor.",
         "fallback_unavailable": (
             "Sorry, no supervisor can take your call right now. "
@@ -70,6 +86,9 @@ CATALOGUE: dict[str, dict[str, str]] = {
             "Wszyscy dyżurni są zajęci. Proszę się nie rozłączać, "
             "połączymy, gdy tylko ktoś będzie wolny."
         ),
+        "recorded": "Ta rozmowa jest nagrywana.",
+        "you_are_next": "Jesteś następny w kolejce.",
+        "position": "Twoje miejsce w kolejce to",
         "fallback_connecting": "Proszę czekać, łączę z dyżurnym oficerem policji.",
         "fallback_unavailable": (
             "Przepraszamy, żaden dyżurny nie może teraz odebrać. "

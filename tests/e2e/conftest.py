@@ -17,7 +17,9 @@ import httpx
 import pytest
 
 from ari_app import lab
+from ivr import calllog
 from ivr.config import Settings
+from ivr.store import Store
 from tests.e2e.phones import Caller, DeskPhone
 
 REPO = Path(__file__).resolve().parents[2]
@@ -32,6 +34,9 @@ LAB_ENV = {
     "VERIFYLINE_RING_TIMEOUT": "4",
     "VERIFYLINE_HOLD_INTERVAL": "5",
     "VERIFYLINE_RATE_LIMIT": "2",
+    "VERIFYLINE_WRAP_UP": "2",
+    "VERIFYLINE_AUTO_PAUSE": "2",
+    "VERIFYLINE_QUEUE_MAX_WAIT": "30",
     "VERIFYLINE_OVERFLOW_URI": "sip:overflow@127.0.0.1:25099",
 }
 OVERFLOW_PORT = 25099
@@ -92,8 +97,8 @@ class Lab:
         timeline: list[dict[str, Any]] = shown["timeline"]
         return timeline
 
-    def desk(self, name: str, behaviour: str = "desk_answer") -> DeskPhone:
-        phone = DeskPhone(name, self.settings.sip_port, self.workdir, behaviour)
+    def desk(self, name: str, behaviour: str = "desk_answer", talk_ms: int = 3000) -> DeskPhone:
+        phone = DeskPhone(name, self.settings.sip_port, self.workdir, behaviour, talk_ms)
         phone.start()
         self.phones.append(phone)
         poll(f"{name} registered", lambda: self.ari.get(f"/endpoints/PJSIP/{name}").json()
@@ -101,9 +106,10 @@ class Lab:
         return phone
 
     def caller(self, number: str, digits: str = "", scenario: str = "caller",
-               wait_ms: int = 3000, extra: tuple[str, ...] = ()) -> Caller:
+               wait_ms: int = 3000, extra: tuple[str, ...] = (), timeout_s: int = 150
+               ) -> Caller:
         caller = Caller(self.settings.sip_port, self.settings.line_number, self.workdir, number,
-                        scenario, digits, wait_ms, extra).start()
+                        scenario, digits, wait_ms, extra, timeout_s).start()
         self.callers.append(caller)
         return caller
 
@@ -150,6 +156,10 @@ def the_lab(lab_session: Lab) -> Iterator[Lab]:
         caller.kill()  # one still running means its test failed; do not leave it behind
     for phone in lab_session.phones:
         phone.stop()
+    # every test starts with every supervisor available (a test may pause one)
+    with Store(lab_session.settings.db_url).session() as s:
+        for desk in lab_session.settings.desks:
+            calllog.set_availability(s, desk, paused=False, signed_out=False)
     try:
         poll("Asterisk to hold no channel and no bridge",
              lambda: not lab_session.channels() and not lab_session.bridges(), timeout=10)

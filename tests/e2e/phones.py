@@ -13,8 +13,8 @@ from pathlib import Path
 SCENARIOS = Path(__file__).resolve().parents[1] / "sipp"
 SIPP_RTP_DTMF_MS = 400  # sipp's play_dtmf: one digit about every 400 ms
 # after the caller confirms, the line reads out the reference and asks them to hold before a
-# desk phone that answered is bridged (en: about 6.5 s for a 6-digit reference)
-ANNOUNCE_MS = 8000
+# desk phone that answered is bridged (en: about 8 s with the recording notice)
+ANNOUNCE_MS = 9500
 
 _ports = itertools.count(0)
 
@@ -47,6 +47,7 @@ class DeskPhone:
     sip_port: int
     workdir: Path
     behaviour: str = "desk_answer"
+    talk_ms: int = 3000  # desk_answer_hangup: how long the supervisor talks before hanging up
     port: int = 0
     media_port: int = 0
     proc: subprocess.Popen[bytes] | None = None
@@ -66,6 +67,7 @@ class DeskPhone:
              "-s", self.name, "-au", self.name, "-ap", f"lab-{self.name}",
              "-i", "127.0.0.1", "-p", str(self.port),
              "-mi", "127.0.0.1", "-mp", str(self.media_port), "-rtp_echo",
+             "-d", str(self.talk_ms),
              "-m", "1", "-nostdin", "-trace_msg", "-message_file", str(self.log),
              "-trace_err", "-error_file", str(self.workdir / f"{self.name}-{self.port}.err.log")],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=self.workdir,
@@ -100,6 +102,7 @@ class Caller:
     digits: str = ""
     wait_ms: int = 3000
     extra: tuple[str, ...] = ()
+    timeout_s: int = 150  # sipp gives up (and fails) after this long
     proc: subprocess.Popen[bytes] | None = None
     started: float = 0.0
     log: Path = field(init=False)
@@ -118,7 +121,7 @@ class Caller:
                 "-i", "127.0.0.2", "-p", str(self.port),
                 "-mi", "127.0.0.2", "-mp", str(self.media_port),
                 "-d", str(self.wait_ms), "-m", "1", "-nostdin",
-                "-timeout", "150", "-timeout_error",
+                "-timeout", str(self.timeout_s), "-timeout_error",
                 "-trace_msg", "-message_file", str(self.log),
                 "-trace_err", "-error_file", str(self.errors)]
         if self.digits:

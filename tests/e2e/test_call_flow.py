@@ -68,7 +68,7 @@ def test_given_unknown_number_when_called_then_still_bridged_and_logged_unknown(
 
 
 def test_given_no_digits_when_attempts_run_out_then_still_bridged_as_none_entered(the_lab):
-    desk = the_lab.desk("desk1", "desk_answer_hangup")  # the supervisor ends this call
+    desk = the_lab.desk("desk1", "desk_answer_hangup", talk_ms=12000)  # the supervisor ends it
     caller = the_lab.caller("07700900003", scenario="caller_silent")
 
     assert caller.wait() == 0, caller.failure()
@@ -149,14 +149,17 @@ def test_given_app_not_running_when_called_then_fallback_reaches_a_desk_and_is_l
     assert call["answered_at"] is not None
 
 
-def test_given_no_desk_free_when_called_then_caller_holds_until_one_registers(the_lab):
+def test_given_no_desk_free_when_called_then_caller_holds_until_one_is(the_lab):
+    # desk2 is there (so no overflow) but paused: nobody is free
+    the_lab.desk("desk2")
+    the_lab.verifyline("supervisors", "pause", "desk2")
     caller = the_lab.caller("07700900008", "234567#1", wait_ms=ANNOUNCE_MS + 14000)
 
     call = poll("the call to be logged", lambda: the_lab.call_from("07700900008"))
     poll("a hold message while nobody is free", lambda: any(
         e["kind"] == "prompt" and "all_busy" in e["prompt"]
         for e in the_lab.timeline(call["id"])), timeout=20, every=0.5)
-    the_lab.desk("desk2")
+    the_lab.verifyline("supervisors", "available", "desk2")
 
     assert caller.wait() == 0, caller.failure()
     call = the_lab.ended_call_from("07700900008")

@@ -255,6 +255,8 @@ def test_given_star_9_then_the_control_room_answers_and_the_call_is_flagged(
 
 
 def test_given_caller_holding_when_star_0_or_9_then_kept_or_control_room_rings(the_lab, listener):
+    the_lab.desk("desk3")
+    the_lab.verifyline("supervisors", "pause", "desk3")  # signed in but busy: the caller holds
     overflow = _overflow()
     try:
         caller = listener("07700900150")
@@ -330,6 +332,8 @@ def test_given_letters_by_sip_info_then_ignored_and_digits_kept(the_lab):
 
 
 def test_given_caller_hangs_up_while_holding_then_logged_and_nothing_left(the_lab):
+    the_lab.desk("desk3")
+    the_lab.verifyline("supervisors", "pause", "desk3")
     caller = the_lab.caller("07700900170", "123456#1", scenario="caller_hangup",
                             wait_ms=dtmf_ms("123456#1") + ANNOUNCE_MS + 3000)
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from ivr.callflow import Call, CallContext, CallData, FlowSettings
 from ivr.config import EntrySettings
 from ivr.models import RosterResult
+from ivr.supervisors import DeskPool
 from ivr.telephony import DeskPresence, LookupResult
 
 
@@ -45,6 +46,10 @@ class FakeTelephony:
     async def create_bridge(self, bridge_id: str, channel_ids: Sequence[str]) -> None:
         self.requests.append(("create_bridge", bridge_id, tuple(channel_ids)))
 
+    async def record_bridge(self, bridge_id: str, name: str) -> bool:
+        self.requests.append(("record_bridge", bridge_id, name))
+        return True
+
     async def destroy_bridge(self, bridge_id: str) -> None:
         self.requests.append(("destroy_bridge", bridge_id))
 
@@ -77,8 +82,9 @@ class FakeServices:
     tel: FakeTelephony
     roster: dict[str, RosterResult] = field(default_factory=dict)
     desks: tuple[str, ...] = ("desk1", "desk2")
-    reserved: set[str] = field(default_factory=set)
     released: list[tuple[str, bool]] = field(default_factory=list)
+    pool: DeskPool = field(default_factory=lambda: DeskPool(("desk1", "desk2"), {}))
+    call_key: str = "c1"
     timeline: list[tuple[str, dict[str, object]]] = field(default_factory=list)
     flag_lookups: bool = False
 
@@ -89,18 +95,30 @@ class FakeServices:
                             flagged=self.flag_lookups)
 
     async def pick_desk(self, call_key: str, exclude: frozenset[str]) -> str | None:
-        presence = await self.tel.desk_presence(self.desks)
-        for desk in self.desks:
-            p = presence.get(desk)
-            if (p and p.registered and not p.in_use and desk not in exclude
-                    and desk not in self.reserved):
-                self.reserved.add(desk)
-                return desk
-        return None
+        return self.pool.reserve(await self.tel.desk_presence(self.desks), call_key, exclude)
 
     def release_desk(self, desk: str, talked: bool) -> None:
-        self.reserved.discard(desk)
+        self.pool.release(desk, talked, call_key=self.call_key)
         self.released.append((desk, talked))
+
+    def join_queue(self, emergency: bool) -> int:
+        self.pool.join(self.call_key, emergency)
+        return self.pool.position(self.call_key)
+
+    def leave_queue(self) -> None:
+        self.pool.leave(self.call_key)
+
+    def queue_position(self) -> int:
+        return self.pool.position(self.call_key)
+
+    def desk_answered(self, desk: str) -> None:
+        self.pool.answered(desk)
+
+    def desk_not_answered(self, desk: str) -> None:
+        self.pool.no_answer(desk)
+
+    async def anyone_signed_in(self) -> bool:
+        return self.pool.any_signed_in(await self.tel.desk_presence(self.desks))
 
     def record(self, kind: str, detail: dict[str, object]) -> None:
         self.timeline.append((kind, detail))
@@ -117,11 +135,12 @@ OFFLINE = DeskPresence(registered=False, in_use=False)
 def make_call(presence: dict[str, DeskPresence] | None = None,
               roster: dict[str, RosterResult] | None = None,
               entry: EntrySettings | None = None, emergency: str | None = None,
+              recording: bool = False,
               ) -> tuple[Call, FakeTelephony, FakeTimers, FakeServices]:
     tel = FakeTelephony(presence=dict(presence or {"desk1": ONLINE, "desk2": ONLINE}))
     timers = FakeTimers()
     services = FakeServices(tel, roster=dict(roster or {}))
     data = CallData(channel_id="c1", caller_number="07700900123", reference="123456")
     settings = FlowSettings(entry=entry or EntrySettings(), ring_timeout=20, hold_interval=8,
-                            emergency_endpoint=emergency)
+                            emergency_endpoint=emergency, recording=recording)
     return Call(CallContext(data, tel, timers, services, settings)), tel, timers, services

@@ -10,6 +10,7 @@ from ivr.callflow import (
     Collecting,
     Connecting,
     DeskAnswered,
+    DeskDtmf,
     DeskGone,
     Dtmf,
     Ended,
@@ -34,8 +35,15 @@ async def connect(call, tel, digits: str) -> None:
     await call.dispatch(PlaybackDone(last_playback(tel)))
 
 
-def last_playback(tel) -> str:
-    return str(tel.ops("play")[-1][2])
+async def answer_desk(call, leg: str = "c1-desk1") -> None:
+    """The desk answers, hears the whisper and presses 1."""
+    await call.dispatch(DeskAnswered(leg))
+    await call.dispatch(DeskDtmf(leg, "1"))
+
+
+def last_playback(tel, channel: str | None = None) -> str:
+    plays = [p for p in tel.ops("play") if channel is None or p[1] == channel]
+    return str(plays[-1][2])
 
 
 async def test_given_new_call_when_started_then_answers_and_plays_greeting() -> None:
@@ -82,7 +90,7 @@ async def test_given_on_duty_number_when_hash_then_connecting_prompt_and_desk_ri
 
     assert isinstance(call.state, Connecting)
     assert call.ctx.data.roster_result is RosterResult.ON_DUTY
-    assert tel.ops("play")[-1][3][-1] == "en/connecting"
+    assert tel.ops("play")[-1][3][:2] == ("en/connecting", "en/reference")
     originate = tel.ops("originate")[0]
     assert originate[1:3] == ("desk1", "c1-desk1")
     assert "ON DUTY 123456" in str(originate[3])
@@ -105,7 +113,7 @@ async def test_given_desk_ringing_when_desk_answers_then_both_legs_bridged() -> 
     await call.start()
     await connect(call, tel, "123456")
 
-    await call.dispatch(DeskAnswered("c1-desk1"))
+    await answer_desk(call)
 
     assert isinstance(call.state, Bridged)
     assert ("create_bridge", "c1-bridge", ("c1", "c1-desk1")) in tel.requests
@@ -119,7 +127,7 @@ async def test_given_bridged_when_caller_hangs_up_then_desk_leg_and_bridge_go() 
     call, tel, _, services = make_call()
     await call.start()
     await connect(call, tel, "123456")
-    await call.dispatch(DeskAnswered("c1-desk1"))
+    await answer_desk(call)
 
     await call.dispatch(CallerGone())
 
@@ -134,7 +142,7 @@ async def test_given_bridged_when_supervisor_hangs_up_then_caller_is_hung_up() -
     call, tel, _, _ = make_call()
     await call.start()
     await connect(call, tel, "123456")
-    await call.dispatch(DeskAnswered("c1-desk1"))
+    await answer_desk(call)
 
     await call.dispatch(DeskGone("c1-desk1"))
 
@@ -270,10 +278,11 @@ async def test_given_no_desk_free_then_caller_holds_and_is_told_periodically() -
     assert not tel.ops("originate")
     assert "no_supervisor_free" in services.kinds()
     assert {"hold", "retry"} <= set(timers.running)
+    await call.dispatch(PlaybackDone(last_playback(tel)))  # the reference has been read out
 
     await call.dispatch(TimerFired("hold"))
 
-    assert tel.ops("play")[-1][3] == ("en/all_busy",)
+    assert tel.ops("play")[-1][3] == ("en/all_busy", "en/you_are_next")
     assert "hold" in timers.running  # told again every few seconds
 
 
@@ -449,22 +458,92 @@ async def test_given_desk_answers_during_reference_then_bridged_once_it_is_read_
     await call.start()
     await key(call, "123456#1")
     reference = tel.ops("play")[-1][3]
-    assert reference[0] == "en/reference"
+    assert reference[:2] == ("en/connecting", "en/reference")
     assert [m for m in reference if "digit_" in m] == [f"en/digit_{d}" for d in "123456"]
 
-    await call.dispatch(DeskAnswered("c1-desk1"))
+    await answer_desk(call)
     assert not tel.ops("create_bridge")
-    await call.dispatch(PlaybackDone(last_playback(tel)))
+    await call.dispatch(PlaybackDone(last_playback(tel, channel="c1")))
 
     assert ("create_bridge", "c1-bridge", ("c1", "c1-desk1")) in tel.requests
     assert isinstance(call.state, Bridged)
 
 
-async def test_given_greeting_when_hash_alone_then_asked_again() -> None:
+async def test_given_desk_answers_then_supervisor_hears_the_whisper_before_the_caller() -> None:
+    call, tel, timers, _ = make_call(roster={"345678": RosterResult.RESTRICTED})
+    await call.start()
+    await connect(call, tel, "345678")
+
+    await call.dispatch(DeskAnswered("c1-desk1"))
+
+    whisper = tel.ops("play")[-1]
+    assert whisper[1] == "c1-desk1"  # played to the desk leg only
+    assert whisper[3][:2] == ("en/whisper_intro", "en/result_restricted")
+    assert "en/warrant_number" in whisper[3] and "en/whisper_reference" in whisper[3]
+    assert not tel.ops("create_bridge")
+    await call.dispatch(PlaybackDone(str(whisper[2])))
+    assert timers.running["whisper"] == 3.0
+
+    await call.dispatch(TimerFired("whisper"))
+
+    assert tel.ops("create_bridge") and isinstance(call.state, Bridged)
+
+
+async def test_given_supervisor_hangs_up_during_whisper_then_caller_stays_at_the_front() -> None:
     call, tel, _, services = make_call()
     await call.start()
+    await connect(call, tel, "123456")
+    await call.dispatch(DeskAnswered("c1-desk1"))
+    services.pool.join("later-caller")
 
-    await key(call, "#")
+    await call.dispatch(DeskGone("c1-desk1"))
 
-    assert [d["reason"] for k, d in services.timeline if k == "entry_failed"] == ["hash_alone"]
-    assert tel.ops("play")[-1][3] == ("en/not_understood", "en/enter_number")
+    assert "desk_hung_up_during_whisper" in services.kinds()
+    assert not tel.ops("create_bridge")
+    assert services.queue_position() == 1  # ahead of the caller who came later
+    assert tel.ops("originate")[-1][1] == "desk2"
+    assert isinstance(call.state, Connecting)
+
+
+async def test_given_recording_on_then_caller_is_told_and_the_bridge_is_recorded() -> None:
+    call, tel, _, services = make_call(recording=True)
+    await call.start()
+    await key(call, "123456#1")
+    assert tel.ops("play")[-1][3][:3] == ("en/connecting", "en/recorded", "en/reference")
+    await call.dispatch(PlaybackDone(last_playback(tel)))
+
+    await answer_desk(call)
+
+    assert tel.ops("record_bridge") == [("record_bridge", "c1-bridge",
+                                         "verifyline-123456-c1")]
+    assert call.ctx.data.recording == "verifyline-123456-c1"
+    assert "recording" in services.kinds()
+
+
+async def test_given_hold_time_comes_while_the_reference_plays_then_no_prompt_piles_up() -> None:
+    call, tel, timers, _ = make_call(presence={"desk1": BUSY})
+    await call.start()
+    await key(call, "123456#1")
+    plays = len(tel.ops("play"))
+
+    await call.dispatch(TimerFired("hold"))  # the reference is still being read out
+
+    assert len(tel.ops("play")) == plays
+    assert "hold" in timers.running
+    await call.dispatch(PlaybackDone(last_playback(tel)))
+    await call.dispatch(TimerFired("hold"))
+    assert tel.ops("play")[-1][3][0] == "en/all_busy"
+
+
+async def test_given_whisper_confirmed_while_a_hold_prompt_plays_then_bridged_at_once() -> None:
+    call, tel, _, _ = make_call(presence={"desk1": BUSY})
+    await call.start()
+    await key(call, "123456#1")
+    await call.dispatch(PlaybackDone(last_playback(tel)))  # reference read out
+    await call.dispatch(TimerFired("hold"))  # "all supervisors are busy..." starts
+    tel.presence["desk1"] = ONLINE
+    await call.dispatch(TimerFired("retry"))
+
+    await answer_desk(call)
+
+    assert isinstance(call.state, Bridged)

@@ -100,3 +100,34 @@ def test_given_call_saved_then_json_has_the_contract_fields(store):
     assert call["started_at"] == "2026-11-24T12:00:00.000+00:00"
     assert call["supervisor"] == "desk1"
     assert call["warrant_number"] == "123456"
+
+
+def test_given_migrations_applied_then_the_schema_matches_the_models(store):
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from ivr.models import Base
+
+    with store.engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
+
+
+def test_given_caller_abandons_while_queued_then_one_callback_is_listed(store):
+    started = datetime(2026, 11, 24, 12, tzinfo=UTC)
+    with store.session() as s:
+        ref = calllog.open_call(s, "2.1", None, started)
+    data = CallData(channel_id="2.1", caller_number=None, reference=ref, started_at=started,
+                    digits="123456", roster_result=RosterResult.ON_DUTY, queued_at=started,
+                    ended_at=started, end_reason=EndReason.CALLER_ABANDONED, state="ended")
+    for _ in range(2):  # saved twice: still one callback
+        with store.session() as s:
+            calllog.save(s, data, "ended", {"reason": "caller_abandoned"})
+
+    with store.session() as s:
+        (cb,) = calllog.callbacks(s)
+        assert (cb["caller_number"], cb["reference"], cb["digits_entered"]) == (
+            "withheld", ref, "123456")
+        assert calllog.callback_done(s, cb["id"], "desk1")
+    with store.session() as s:
+        assert calllog.callbacks(s) == []
+        assert len(calllog.callbacks(s, include_done=True)) == 1

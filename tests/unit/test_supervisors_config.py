@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -81,3 +81,65 @@ async def test_given_timer_restarted_after_firing_then_the_stale_fire_is_dropped
     stale = await queue.get()
     assert timers.accept(stale) is None
     timers.cancel_all()
+
+
+def test_given_callers_waiting_then_a_free_desk_goes_to_the_longest_waiting():
+    pool = DeskPool(["desk1"], {})
+    for key in ("first", "second", "third"):
+        pool.join(key)
+    presence = {"desk1": ON}
+
+    assert pool.reserve(presence, "second") is None  # not their turn
+    assert pool.reserve(presence, "first") == "desk1"
+    assert pool.waiting() == ["first", "second", "third"]
+
+
+def test_given_emergency_then_it_goes_to_the_front_of_the_queue():
+    pool = DeskPool(["desk1"], {})
+    pool.join("a")
+    pool.join("b")
+    pool.join("c", emergency=True)
+    assert pool.waiting() == ["c", "a", "b"]
+    assert pool.position("a") == 2
+
+
+def test_given_wrap_up_then_desk_rests_before_the_next_offer():
+    pool = DeskPool(["desk1"], {}, wrap_up=30)
+    t = datetime(2026, 1, 1, 12, tzinfo=UTC)
+    presence = {"desk1": ON}
+    pool.reserve(presence, "a", at=t)
+    back = pool.release("desk1", talked=True, at=t)
+    assert back == t + timedelta(seconds=30)
+    assert pool.free(presence, at=t + timedelta(seconds=29)) == []
+    assert pool.free(presence, at=t + timedelta(seconds=30)) == ["desk1"]
+
+
+def test_given_desk_rings_out_n_times_in_a_row_then_it_is_paused():
+    pool = DeskPool(["desk1"], {}, auto_pause_after=2)
+    assert pool.no_answer("desk1") is False
+    pool.answered("desk1")  # an answer breaks the run
+    assert pool.no_answer("desk1") is False
+    assert pool.no_answer("desk1") is True
+    assert pool.free({"desk1": ON}) == []
+
+
+def test_given_paused_or_signed_out_then_never_offered_and_signed_out_counts_as_absent():
+    pool = DeskPool(["desk1", "desk2"], {})
+    pool.set_availability("desk1", paused=True, signed_out=False)
+    pool.set_availability("desk2", paused=True, signed_out=True)
+    presence = {"desk1": ON, "desk2": ON}
+    assert pool.free(presence) == []
+    assert pool.any_signed_in(presence) is True  # desk1 is paused, but there
+    pool.set_availability("desk1", paused=True, signed_out=True)
+    assert pool.any_signed_in(presence) is False
+
+
+def test_given_a_call_releases_a_desk_it_does_not_hold_then_the_holder_keeps_it():
+    pool = DeskPool(["desk1"], {})
+    presence = {"desk1": ON}
+    assert pool.reserve(presence, "a") == "desk1"
+
+    pool.release("desk1", talked=False, call_key="b")
+
+    assert pool.reserved_for("desk1") == "a"
+    assert pool.free(presence) == []

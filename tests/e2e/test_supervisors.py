@@ -1,0 +1,304 @@
+"""The call-distribution queue through the real Asterisk with several sipp desk phones:
+who rings, who never rings, fairness, wrap-up, auto-pause, whisper, overflow, callbacks and
+feature codes."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import statistics
+import struct
+import subprocess
+import time
+import wave
+from datetime import datetime
+from typing import Any
+
+import pytest
+
+from tests.e2e.conftest import LAB_ENV, OVERFLOW_PORT, Lab, poll
+from tests.e2e.phones import ANNOUNCE_MS, SCENARIOS, dtmf_ms
+
+pytestmark = pytest.mark.e2e
+WRAP_UP = float(LAB_ENV["VERIFYLINE_WRAP_UP"])
+
+
+def supervisors(the_lab: Lab) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = json.loads(the_lab.verifyline("supervisors", "list", "--json"))
+    return rows
+
+
+def longest_idle_first(the_lab: Lab, desks: list[str]) -> list[str]:
+    """The order the line should offer these desks in, from what the log says."""
+    idle = {r["desk"]: r["idle_since"] or "" for r in supervisors(the_lab)}
+    return sorted(desks, key=lambda d: (idle[d], the_lab.settings.desks.index(d)))
+
+
+def rung(the_lab: Lab, call: dict[str, Any]) -> list[str]:
+    return [e["desk"] for e in the_lab.timeline(call["id"]) if e["kind"] == "desk_ringing"]
+
+
+def at(event: dict[str, Any]) -> float:
+    return datetime.fromisoformat(event["at"]).timestamp()
+
+
+def one_call(the_lab: Lab, number: str, digits: str = "123456#1") -> dict[str, Any]:
+    caller = the_lab.caller(number, digits, wait_ms=dtmf_ms(digits) + ANNOUNCE_MS + 1500)
+    assert caller.wait() == 0, caller.failure()
+    return the_lab.ended_call_from(number)
+
+
+def test_given_three_free_desks_then_calls_go_longest_idle_first(the_lab):
+    desks = ["desk1", "desk2", "desk3"]
+    for d in desks:
+        the_lab.desk(d)
+    expected = longest_idle_first(the_lab, desks)
+
+    first = one_call(the_lab, "07700900201")
+    second = one_call(the_lab, "07700900202")
+
+    assert rung(the_lab, first) == [expected[0]]
+    assert rung(the_lab, second) == [expected[1]]
+
+
+def test_given_busy_unregistered_and_paused_desks_then_only_the_free_one_rings(the_lab):
+    busy = the_lab.desk("desk1")
+    free = the_lab.desk("desk2")
+    paused = the_lab.desk("desk4")
+    the_lab.verifyline("supervisors", "pause", "desk4")  # desk3 is not registered at all
+    time.sleep(1.5)  # the line picks availability up within a second
+    talking = the_lab.caller("07700900211", "123456#1",
+                             wait_ms=dtmf_ms("123456#1") + ANNOUNCE_MS + 12000)
+    poll("desk1 or desk2 to be in a call", lambda: any(
+        len(b["channels"]) == 2 for b in the_lab.bridges()), timeout=20)
+    in_call = "desk1" if busy.received()[:1] == ["INVITE"] else "desk2"
+
+    call = one_call(the_lab, "07700900212")
+
+    assert talking.wait() == 0, talking.failure()
+    other = "desk2" if in_call == "desk1" else "desk1"
+    assert rung(the_lab, call) == [other]
+    assert [busy, free][in_call == "desk2"].received().count("INVITE") == 1
+    assert "INVITE" not in paused.received()
+
+
+def test_given_a_desk_just_finished_a_call_then_it_rests_for_the_wrap_up(the_lab):
+    the_lab.desk("desk1", "desk_answer_hangup", talk_ms=10000)
+    first = the_lab.caller("07700900221", "123456#1", scenario="caller_waits")
+    time.sleep(3.0)
+    second = the_lab.caller("07700900222", "123456#1", scenario="caller_waits")  # queues
+    assert first.wait(120) == 0, first.failure()
+    assert second.wait(120) == 0, second.failure()
+
+    ended = the_lab.ended_call_from("07700900221")["ended_at"]
+    call = the_lab.ended_call_from("07700900222")
+    ring = next(e for e in the_lab.timeline(call["id"]) if e["kind"] == "desk_ringing")
+    rest = at(ring) - datetime.fromisoformat(ended).timestamp()
+    print(f"\n[figure] desk offered the waiting caller {rest:.2f} s after its call ended "
+          f"(wrap-up {WRAP_UP:.0f} s)")
+    assert rung(the_lab, call) == ["desk1"]
+    assert WRAP_UP <= rest < WRAP_UP + 1.0
+
+
+def test_given_a_desk_ignores_rings_then_it_is_paused_and_callers_reach_another(the_lab):
+    order = longest_idle_first(the_lab, ["desk3", "desk4"])
+    ignoring = the_lab.desk(order[0], "desk_ignore")
+    the_lab.desk(order[1])
+
+    calls = [one_call(the_lab, f"0770090023{i}", "123456#1") for i in range(2)]
+    for c in calls:
+        assert c["supervisor"] == order[1]
+    third = one_call(the_lab, "07700900239")
+
+    assert ignoring.received().count("INVITE") == 2  # paused after two unanswered rings
+    assert rung(the_lab, third) == [order[1]]
+    state = {r["desk"]: r for r in supervisors(the_lab)}[order[0]]
+    assert state["paused"] and state["pause_reason"] == "no_answer"
+    assert "desk_auto_paused" in [e["kind"] for e in the_lab.timeline(calls[1]["id"])]
+
+
+def test_given_five_callers_and_one_supervisor_then_served_in_arrival_order(the_lab):
+    # talks long enough for the first caller to hear their reference and be bridged
+    the_lab.desk("desk2", "desk_answer_hangup", talk_ms=9000)
+    numbers = [f"0770090024{i}" for i in range(5)]
+    callers = []
+    for n in numbers:
+        callers.append(the_lab.caller(n, "123456#1", scenario="caller_waits", timeout_s=400))
+        time.sleep(1.0)
+    for c in callers:
+        assert c.wait(420) == 0, c.failure()
+
+    calls = [the_lab.ended_call_from(n, timeout=30) for n in numbers]
+    answered = [c["answered_at"] for c in calls]
+    waits = [datetime.fromisoformat(c["answered_at"]).timestamp()
+             - datetime.fromisoformat(c["started_at"]).timestamp() for c in calls]
+    offers = []
+    for prev, nxt in itertools.pairwise(calls):
+        events = the_lab.timeline(nxt["id"])
+        bridged = next(i for i, e in enumerate(events) if e["kind"] == "bridged")
+        ring = [e for e in events[:bridged] if e["kind"] == "desk_ringing"][-1]
+        offers.append(at(ring) - datetime.fromisoformat(prev["ended_at"]).timestamp()
+                      - WRAP_UP)
+    print("\n[figure] five callers, one desk: waits " + ", ".join(f"{w:.1f}" for w in waits)
+          + f" s (median {statistics.median(waits):.1f} s); desk free to next ring "
+          + ", ".join(f"{o * 1000:.0f}" for o in offers) + " ms after wrap-up")
+    assert answered == sorted(answered)
+    heard = [e["prompt"] for c in calls[2:] for e in the_lab.timeline(c["id"])
+             if e["kind"] == "prompt"]
+    assert any("position" in p or "you_are_next" in p for p in heard), \
+        "callers further back never heard their place in the queue"
+
+
+def test_given_callers_waiting_when_one_presses_star_9_then_they_jump_the_queue(the_lab):
+    desk = the_lab.desk("desk2", "desk_answer_hangup", talk_ms=9000)
+    first = the_lab.caller("07700900251", "123456#1", scenario="caller_waits")
+    time.sleep(1.0)
+    second = the_lab.caller("07700900252", "123456#1", scenario="caller_waits")
+    time.sleep(1.0)
+    urgent = the_lab.caller("07700900253", "123456#1*9", scenario="caller_waits")
+    for c in (first, second, urgent):
+        assert c.wait(240) == 0, c.failure()
+
+    calls = {n: the_lab.ended_call_from(n) for n in ("07700900251", "07700900252",
+                                                     "07700900253")}
+    # the first caller was already being served; the emergency goes before the second
+    assert calls["07700900253"]["answered_at"] < calls["07700900252"]["answered_at"]
+    assert "emergency" in calls["07700900253"]["flags"]
+    assert desk.received().count("INVITE") >= 3
+
+
+def test_given_desk_answers_then_whisper_before_bridge_and_hang_up_keeps_caller_first(
+        the_lab):
+    the_lab.desk("desk1", "desk_whisper_hangup")  # hangs up 2 s into the whisper
+    the_lab.desk("desk3", "desk_answer_hangup", talk_ms=12000)
+    the_lab.verifyline("supervisors", "pause", "desk3")
+    time.sleep(1.5)
+    caller = the_lab.caller("07700900261", "345678#1", scenario="caller_waits")
+    call = poll("desk1 to hear the whisper", lambda: (
+        c := the_lab.call_from("07700900261")) and any(
+        e["kind"] == "whisper" for e in the_lab.timeline(c["id"])) and c,
+        timeout=30, every=0.2)
+    # desk1's supervisor is about to hang up; desk3's comes back from a break
+    the_lab.verifyline("supervisors", "pause", "desk1")
+    the_lab.verifyline("supervisors", "available", "desk3")
+
+    assert caller.wait(120) == 0, caller.failure()
+
+    call = the_lab.ended_call_from("07700900261")
+    events = the_lab.timeline(call["id"])
+    kinds = [e["kind"] for e in events]
+    assert call["supervisor"] == "desk3"
+    def last(kind: str) -> int:
+        return len(kinds) - 1 - kinds[::-1].index(kind)
+
+    # desk1 heard the whisper and hung up; desk3 heard it, then the caller was bridged
+    assert kinds.index("whisper") < kinds.index("desk_hung_up_during_whisper") < last("whisper")
+    assert last("whisper") < last("whisper_done") < kinds.index("bridged")
+    text = next(e["prompt"] for e in events if e["kind"] == "whisper")
+    assert "result_restricted" in text and "warrant_number" in text
+
+
+def _overflow_phone() -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        ["sipp", "-sf", str(SCENARIOS / "desk_answer.xml"), "-i", "127.0.0.1",
+         "-p", str(OVERFLOW_PORT), "-mi", "127.0.0.1", "-mp", "38994", "-rtp_echo",
+         "-m", "1", "-nostdin", "-timeout", "120"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def test_given_no_supervisor_signed_in_then_the_overflow_rings_at_once(the_lab):
+    overflow = _overflow_phone()
+    try:
+        call = one_call(the_lab, "07700900271")
+        assert overflow.wait(20) == 0
+    finally:
+        if overflow.poll() is None:
+            overflow.kill()
+            overflow.wait()
+    assert call["supervisor"] == "overflow"
+    events = the_lab.timeline(call["id"])
+    assert any(e["kind"] == "overflow" and e["reason"] == "no_supervisor_signed_in"
+               for e in events)
+
+
+def test_given_wait_over_the_maximum_then_the_overflow_rings(the_lab):
+    the_lab.desk("desk1")
+    the_lab.verifyline("supervisors", "pause", "desk1")  # signed in, but not taking calls
+    overflow = _overflow_phone()
+    max_wait = float(LAB_ENV["VERIFYLINE_QUEUE_MAX_WAIT"])
+    try:
+        # the caller talks to the control room, then hangs up
+        caller = the_lab.caller("07700900272", "123456#1",
+                                wait_ms=int((max_wait + 15) * 1000))
+        assert caller.wait(120) == 0, caller.failure()
+        assert overflow.wait(30) == 0
+    finally:
+        if overflow.poll() is None:
+            overflow.kill()
+            overflow.wait()
+    call = the_lab.ended_call_from("07700900272")
+    events = the_lab.timeline(call["id"])
+    queued = next(e for e in events if e["kind"] == "queued")
+    over = next(e for e in events if e["kind"] == "overflow")
+    assert over["reason"] == "max_wait"
+    assert max_wait - 1 <= at(over) - at(queued) <= max_wait + 3
+    assert call["supervisor"] == "overflow"
+
+
+def test_given_caller_gives_up_while_queued_then_a_callback_is_listed(the_lab):
+    caller = the_lab.caller("07700900281", "123456#1", scenario="caller_hangup",
+                            wait_ms=dtmf_ms("123456#1") + ANNOUNCE_MS + 2000)
+    assert caller.wait() == 0, caller.failure()
+    call = the_lab.ended_call_from("07700900281")
+
+    listed = json.loads(the_lab.verifyline("callbacks", "list", "--json"))
+
+    mine = [c for c in listed if c["call_id"] == call["id"]]
+    assert len(mine) == 1
+    assert (mine[0]["caller_number"], mine[0]["reference"], mine[0]["digits_entered"]) == (
+        "07700900281", call["reference"], "123456")
+    the_lab.verifyline("callbacks", "done", str(mine[0]["id"]), "--by", "desk1")
+    assert all(c["call_id"] != call["id"]
+               for c in json.loads(the_lab.verifyline("callbacks", "list", "--json")))
+
+
+def test_given_desk_dials_feature_codes_then_its_availability_changes(the_lab):
+    the_lab.desk("desk4")
+
+    def dial(code: str) -> None:
+        result = subprocess.run(
+            ["sipp", f"127.0.0.1:{the_lab.settings.sip_port}",
+             "-sf", str(SCENARIOS / "desk_dials.xml"), "-s", code,
+             "-au", "desk4", "-ap", "lab-desk4", "-key", "desk", "desk4",
+             "-i", "127.0.0.1", "-p", "39500", "-mi", "127.0.0.1", "-mp", "39510",
+             "-m", "1", "-nostdin",
+             "-timeout", "20", "-timeout_error"],
+            capture_output=True, timeout=40, cwd=the_lab.workdir)
+        assert result.returncode == 0, result.stdout[-500:]
+
+    def state() -> dict[str, Any]:
+        return {r["desk"]: r for r in supervisors(the_lab)}["desk4"]
+
+    dial("*51")
+    assert state()["paused"] is True
+    dial("*52")
+    assert state()["paused"] is False
+
+
+def test_given_recording_on_then_the_bridged_conversation_is_recorded_and_not_silent(the_lab):
+    the_lab.desk("desk1")  # echoes the caller's audio back: both sides are heard
+    call = one_call(the_lab, "07700900291")
+
+    assert call["recording"], "the call row does not point to a recording"
+    path = (the_lab.settings.home / "asterisk" / "astspool" / "recording"
+            / f"{call['recording']}.wav")
+    poll(f"{path} to be written", path.exists)
+    with wave.open(str(path)) as w:
+        seconds = w.getnframes() / w.getframerate()
+        raw = w.readframes(w.getnframes())
+    samples = struct.unpack(f"<{len(raw) // 2}h", raw)
+    level = (sum(s * s for s in samples) / max(1, len(samples))) ** 0.5
+    print(f"\n[figure] recording {seconds:.1f} s, RMS {level:.0f}")
+    assert seconds > 1.0 and level > 100
+    heard = [e["prompt"] for e in the_lab.timeline(call["id"]) if e["kind"] == "prompt"]
+    assert any("recorded" in p for p in heard), "the caller was not told"
