@@ -152,3 +152,12 @@ class Caller:
 def dtmf_ms(digits: str) -> int:
     """How long sipp takes to send these digits as RFC 4733 events."""
     return 700 + SIPP_RTP_DTMF_MS * len(digits)
+
+
+def control_room(port: int, media_port: int, timeout_s: int = 120) -> subprocess.Popen[bytes]:
+    """The overflow destination (the force's control room): a sipp UAS that answers one call."""
+    return subprocess.Popen(
+        ["sipp", "-sf", str(SCENARIOS / "desk_answer.xml"), "-i", "127.0.0.1",
+         "-p", str(port), "-mi", "127.0.0.1", "-mp", str(media_port), "-rtp_echo",
+         "-m", "1", "-nostdin", "-timeout", str(timeout_s)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

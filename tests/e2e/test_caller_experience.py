@@ -17,7 +17,7 @@ import pytest
 
 from ivr import prompts
 from tests.e2e.conftest import OVERFLOW_PORT, Lab, poll
-from tests.e2e.phones import ANNOUNCE_MS, SCENARIOS, Caller, dtmf_ms
+from tests.e2e.phones import ANNOUNCE_MS, Caller, control_room, dtmf_ms
 from tests.e2e.rtp import RtpPhone, similarity, wav_envelope
 
 pytestmark = pytest.mark.e2e
@@ -214,11 +214,7 @@ def test_given_many_lookups_from_one_number_then_the_call_is_flagged_not_refused
 
 
 def _overflow() -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        ["sipp", "-sf", str(SCENARIOS / "desk_answer.xml"), "-i", "127.0.0.1",
-         "-p", str(OVERFLOW_PORT), "-mi", "127.0.0.1", "-mp", "38990", "-rtp_echo",
-         "-m", "1", "-nostdin", "-timeout", "90"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return control_room(OVERFLOW_PORT, 38990, timeout_s=90)
 
 
 @pytest.mark.parametrize(("keys", "stage"), [("*0", "greeting"), ("12*0", "mid_entry")])

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.conftest import LAB_ENV, OVERFLOW_PORT, Lab, poll
-from tests.e2e.phones import ANNOUNCE_MS, SCENARIOS, dtmf_ms
+from tests.e2e.phones import ANNOUNCE_MS, SCENARIOS, control_room, dtmf_ms
 
 pytestmark = pytest.mark.e2e
 WRAP_UP = float(LAB_ENV["VERIFYLINE_WRAP_UP"])
@@ -199,11 +199,7 @@ def test_given_desk_answers_then_whisper_before_bridge_and_hang_up_keeps_caller_
 
 
 def _overflow_phone() -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        ["sipp", "-sf", str(SCENARIOS / "desk_answer.xml"), "-i", "127.0.0.1",
-         "-p", str(OVERFLOW_PORT), "-mi", "127.0.0.1", "-mp", "38994", "-rtp_echo",
-         "-m", "1", "-nostdin", "-timeout", "120"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return control_room(OVERFLOW_PORT, 38994)
 
 
 def test_given_no_supervisor_signed_in_then_the_overflow_rings_at_once(the_lab):

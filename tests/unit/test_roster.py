@@ -9,18 +9,10 @@ import pytest
 from ivr.exceptions import RosterImportError
 from ivr.models import Officer, OfficerStatus, RosterResult
 from ivr.roster import classify, lookup, parse_csv, replace_roster
-from ivr.store import Store
 
 HEADER = "warrant_number,name,rank,status,on_duty_from,on_duty_until\n"
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 WINDOW = "2026-11-24T08:00:00+00:00,2026-11-24T16:00:00+00:00"
-
-
-@pytest.fixture
-def store(tmp_path) -> Store:
-    s = Store(f"sqlite:///{tmp_path / 't.db'}")
-    s.migrate()
-    return s
 
 
 def officer(status: OfficerStatus, on_duty: bool) -> Officer:

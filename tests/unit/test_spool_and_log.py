@@ -10,19 +10,11 @@ from ivr import calllog
 from ivr.callflow import CallData
 from ivr.models import EndReason, RosterResult
 from ivr.spool import SPOOL_FILE, drain, parse_line
-from ivr.store import Store
 
 ANSWERED = ("v1|1700000000.12|1700000000.500|1700000030.000|20000|07700900123|ANSWER|"
             "desk2|trunk|ringing")
 ABANDONED = "v1|1700000100.13|1700000100.000|1700000105.000||07700900124|CANCEL|||ringing"
 NOBODY = "v1|1700000200.14|1700000200.000|1700000260.000||07700900125|CHANUNAVAIL|||unavailable"
-
-
-@pytest.fixture
-def store(tmp_path) -> Store:
-    s = Store(f"sqlite:///{tmp_path / 't.db'}")
-    s.migrate()
-    return s
 
 
 def test_given_answered_line_when_parsed_then_desk_times_and_reason():
