@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import re
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -154,10 +156,19 @@ def dtmf_ms(digits: str) -> int:
     return 700 + SIPP_RTP_DTMF_MS * len(digits)
 
 
-def control_room(port: int, media_port: int, timeout_s: int = 120) -> subprocess.Popen[bytes]:
-    """The overflow destination (the force's control room): a sipp UAS that answers one call."""
-    return subprocess.Popen(
+@contextlib.contextmanager
+def control_room(port: int, media_port: int, timeout_s: int = 120
+                 ) -> Iterator[subprocess.Popen[bytes]]:
+    """The overflow destination (the force's control room): a sipp UAS that answers one call;
+    stopped on the way out if the test did not see it finish."""
+    proc = subprocess.Popen(
         ["sipp", "-sf", str(SCENARIOS / "desk_answer.xml"), "-i", "127.0.0.1",
          "-p", str(port), "-mi", "127.0.0.1", "-mp", str(media_port), "-rtp_echo",
          "-m", "1", "-nostdin", "-timeout", str(timeout_s)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

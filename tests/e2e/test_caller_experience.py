@@ -9,6 +9,7 @@ import re
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -213,7 +214,7 @@ def test_given_many_lookups_from_one_number_then_the_call_is_flagged_not_refused
 # --- safety keys ---------------------------------------------------------------------------
 
 
-def _overflow() -> subprocess.Popen[bytes]:
+def _overflow() -> AbstractContextManager[subprocess.Popen[bytes]]:
     return control_room(OVERFLOW_PORT, 38990, timeout_s=90)
 
 
@@ -235,16 +236,11 @@ def test_given_star_0_then_straight_to_a_supervisor(the_lab, keys, stage):
 def test_given_star_9_then_the_control_room_answers_and_the_call_is_flagged(
         the_lab, keys, stage):
     the_lab.desk("desk4")  # a free supervisor exists, yet the control room comes first
-    overflow = _overflow()
     number = f"0770090014{len(keys)}"
-    try:
+    with _overflow() as overflow:
         caller = the_lab.caller(number, keys, wait_ms=dtmf_ms(keys) + ANNOUNCE_MS + 1500)
         assert caller.wait() == 0, caller.failure()
         assert overflow.wait(20) == 0
-    finally:
-        if overflow.poll() is None:
-            overflow.kill()
-            overflow.wait()
     call = the_lab.ended_call_from(number)
     assert call["supervisor"] == "overflow"
     assert "emergency" in call["flags"]
@@ -253,8 +249,7 @@ def test_given_star_9_then_the_control_room_answers_and_the_call_is_flagged(
 def test_given_caller_holding_when_star_0_or_9_then_kept_or_control_room_rings(the_lab, listener):
     the_lab.desk("desk3")
     the_lab.verifyline("supervisors", "pause", "desk3")  # signed in but busy: the caller holds
-    overflow = _overflow()
-    try:
+    with _overflow() as overflow:
         caller = listener("07700900150")
         time.sleep(1.0)
         caller.phone.send_digits("123456#")
@@ -274,10 +269,6 @@ def test_given_caller_holding_when_star_0_or_9_then_kept_or_control_room_rings(t
         caller.bridged_at()
         caller.hang_up()
         assert overflow.wait(20) == 0
-    finally:
-        if overflow.poll() is None:
-            overflow.kill()
-            overflow.wait()
     call = the_lab.ended_call_from("07700900150")
     assert (call["supervisor"], call["roster_result"]) == ("overflow", "on_duty")
     assert "emergency" in call["flags"]

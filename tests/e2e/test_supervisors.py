@@ -11,6 +11,7 @@ import struct
 import subprocess
 import time
 import wave
+from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any
 
@@ -198,19 +199,14 @@ def test_given_desk_answers_then_whisper_before_bridge_and_hang_up_keeps_caller_
     assert "result_restricted" in text and "warrant_number" in text
 
 
-def _overflow_phone() -> subprocess.Popen[bytes]:
+def _overflow_phone() -> AbstractContextManager[subprocess.Popen[bytes]]:
     return control_room(OVERFLOW_PORT, 38994)
 
 
 def test_given_no_supervisor_signed_in_then_the_overflow_rings_at_once(the_lab):
-    overflow = _overflow_phone()
-    try:
+    with _overflow_phone() as overflow:
         call = one_call(the_lab, "07700900271")
         assert overflow.wait(20) == 0
-    finally:
-        if overflow.poll() is None:
-            overflow.kill()
-            overflow.wait()
     assert call["supervisor"] == "overflow"
     events = the_lab.timeline(call["id"])
     assert any(e["kind"] == "overflow" and e["reason"] == "no_supervisor_signed_in"
@@ -220,18 +216,13 @@ def test_given_no_supervisor_signed_in_then_the_overflow_rings_at_once(the_lab):
 def test_given_wait_over_the_maximum_then_the_overflow_rings(the_lab):
     the_lab.desk("desk1")
     the_lab.verifyline("supervisors", "pause", "desk1")  # signed in, but not taking calls
-    overflow = _overflow_phone()
     max_wait = float(LAB_ENV["VERIFYLINE_QUEUE_MAX_WAIT"])
-    try:
+    with _overflow_phone() as overflow:
         # the caller talks to the control room, then hangs up
         caller = the_lab.caller("07700900272", "123456#1",
                                 wait_ms=int((max_wait + 15) * 1000))
         assert caller.wait(120) == 0, caller.failure()
         assert overflow.wait(30) == 0
-    finally:
-        if overflow.poll() is None:
-            overflow.kill()
-            overflow.wait()
     call = the_lab.ended_call_from("07700900272")
     events = the_lab.timeline(call["id"])
     queued = next(e for e in events if e["kind"] == "queued")
