@@ -10,16 +10,19 @@ APT_OPTS := -o Acquire::Check-Valid-Until=false -o Dpkg::Use-Pty=0
 # host command -> Debian package that provides it
 HOST_TOOLS := debootstrap:debootstrap sipp:sip-tester curl:curl ps:procps
 PYTEST_ARGS ?=
+PYTEST := $(VENV)/bin/python -m pytest
 
-.PHONY: help install host-tools venv asterisk up down test lint unit e2e prompts doctor clean
+.PHONY: help install host-tools postgres venv asterisk up down test lint unit unit-pg e2e prompts \
+	doctor clean
 
 help:
 	@echo "make up      install what is needed, start the line on loopback with a demo roster"
-	@echo "make test    the whole suite: lint, unit tests, end-to-end tests on real Asterisk"
+	@echo "make test    the whole suite: lint, unit tests, end-to-end tests on real Asterisk,"
+	@echo "             once on SQLite and once on PostgreSQL (make unit / unit-pg: unit tests only)"
 	@echo "make install install only (host tools, .venv, Asterisk chroot); start nothing"
 	@echo "make down    stop the lab;  make doctor  check it;  make prompts  re-render prompts"
 
-install: host-tools venv asterisk
+install: host-tools postgres venv asterisk
 
 host-tools:
 	@need=(); for pair in $(HOST_TOOLS); do \
@@ -30,6 +33,16 @@ host-tools:
 	  apt-get $(APT_OPTS) update -qq && \
 	  DEBIAN_FRONTEND=noninteractive apt-get $(APT_OPTS) install -y -qq \
 	    --no-install-recommends "$${need[@]}" >/dev/null; \
+	fi
+
+# the PostgreSQL server binaries the tests start a throwaway cluster from (tests/pgcluster.py);
+# Debian's package also sets up a system cluster, which the tests leave alone
+postgres:
+	@if ! compgen -G '/usr/lib/postgresql/*/bin/pg_ctl' >/dev/null; then \
+	  echo "apt-get install postgresql"; \
+	  apt-get $(APT_OPTS) update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get $(APT_OPTS) install -y -qq \
+	    --no-install-recommends postgresql >/dev/null; \
 	fi
 
 $(VENV)/.installed: pyproject.toml
@@ -56,13 +69,18 @@ lint: venv
 	$(VENV)/bin/mypy
 
 unit: venv
-	$(VENV)/bin/python -m pytest tests/unit -q $(PYTEST_ARGS)
+	$(PYTEST) tests/unit -q $(PYTEST_ARGS)
+
+unit-pg: venv postgres
+	VERIFYLINE_TEST_DB=postgresql $(PYTEST) tests/unit -q $(PYTEST_ARGS)
 
 e2e: install
 	$(VENV)/bin/python -m pytest tests/e2e -v $(PYTEST_ARGS)
 
+# the whole suite once per database backend (tests/conftest.py reads VERIFYLINE_TEST_DB)
 test: install lint
-	$(VENV)/bin/python -m pytest tests -v -rA --durations=10 $(PYTEST_ARGS)
+	VERIFYLINE_TEST_DB=sqlite $(PYTEST) tests -v -rA --durations=10 $(PYTEST_ARGS)
+	VERIFYLINE_TEST_DB=postgresql $(PYTEST) tests -v -rA --durations=10 $(PYTEST_ARGS)
 
 prompts:
 	@command -v espeak-ng >/dev/null && command -v sox >/dev/null || \

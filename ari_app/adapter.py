@@ -6,7 +6,7 @@ import logging
 import re
 from collections.abc import Sequence
 
-from ari_app.client import AriClient, AriError, AriNotFound
+from ari_app.client import AriClient, AriError, AriHttpError, AriNotFound
 from ivr.prompts import SOUND_FOLDER
 from ivr.telephony import DeskPresence
 
@@ -34,11 +34,16 @@ class AriTelephony:
     async def stop_playback(self, playback_id: str) -> None:
         await self.client.stop_playback(playback_id)
 
-    async def ring(self, channel_id: str) -> None:
-        await self.client.ring(channel_id)
-
-    async def stop_ring(self, channel_id: str) -> None:
-        await self.client.stop_ring(channel_id)
+    async def hold(self, channel_id: str, bridge_id: str) -> None:
+        try:
+            await self.client.create_bridge(bridge_id, "holding")
+        except AriHttpError as exc:
+            if exc.status != 409:  # 409: it exists already (a re-entry, or a restarted app)
+                raise
+        bridge = await self.client.bridge(bridge_id)
+        if channel_id not in bridge.channels:  # adding it again would restart the music
+            await self.client.add_to_bridge(bridge_id, [channel_id])
+            await self.client.request("POST", f"/bridges/{bridge_id}/moh")
 
     async def originate(self, desk: str, channel_id: str, display: str, caller_number: str,
                         timeout: float) -> bool:

@@ -17,6 +17,7 @@ import httpx
 from ari_app import lab
 from ari_app.client import AriClient
 from ari_app.service import LineService
+from ari_app.supervise import Supervisor
 from ivr import calllog, roster
 from ivr.config import Settings
 from ivr.exceptions import VerifyLineError
@@ -67,6 +68,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     asyncio.run(main())
     return 0
+
+
+def cmd_supervise(args: argparse.Namespace) -> int:
+    """Run `verifyline serve` and restart it within two seconds whenever it dies."""
+    logging.basicConfig(level=logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = _settings()
+    settings.run_dir.mkdir(parents=True, exist_ok=True)
+    argv = [sys.executable, "-m", "ari_app", "serve", *(["--verbose"] if args.verbose else [])]
+    return Supervisor(argv, settings.run_dir / "app.pid").run()
 
 
 # --- lab -----------------------------------------------------------------------------------
@@ -146,6 +157,7 @@ def cmd_lab_status(args: argparse.Namespace) -> int:
     print(json.dumps({
         "asterisk_pid": lab.read_pid(inst.asterisk_pidfile),
         "app_pid": lab.read_pid(inst.app_pidfile),
+        "supervisor_pid": lab.read_pid(inst.supervisor_pidfile),
         "ari_ready": lab.ari_ready(settings),
         "app_connected": lab.app_connected(inst),
         "instance": str(inst.outside),
@@ -332,6 +344,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = add(sub, "serve", cmd_serve, "run the ARI app in the foreground")
     serve.add_argument("-v", "--verbose", action="store_true")
+    supervise = add(sub, "supervise", cmd_supervise,
+                    "run the ARI app and restart it within 2 s if it dies (what lab up runs)")
+    supervise.add_argument("-v", "--verbose", action="store_true")
 
     lab_p = sub.add_parser("lab", help="the local Asterisk lab").add_subparsers(
         dest="lab_command", required=True)

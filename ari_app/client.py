@@ -203,12 +203,6 @@ class AriClient:
     async def stop_playback(self, playback_id: str) -> None:
         await self.ignore_gone("DELETE", f"/playbacks/{playback_id}")
 
-    async def ring(self, channel_id: str) -> None:
-        await self.request("POST", f"/channels/{channel_id}/ring")
-
-    async def stop_ring(self, channel_id: str) -> None:
-        await self.ignore_gone("DELETE", f"/channels/{channel_id}/ring")
-
     async def originate(self, channel_id: str, endpoint: str, app_args: str, caller_id: str,
                         timeout: int) -> None:
         await self.request("POST", f"/channels/{channel_id}", {
@@ -232,6 +226,9 @@ class AriClient:
     async def create_bridge(self, bridge_id: str, bridge_type: str = "mixing") -> None:
         await self.request("POST", f"/bridges/{bridge_id}",
                            {"type": bridge_type, "name": bridge_id})
+
+    async def bridge(self, bridge_id: str) -> Bridge:
+        return Bridge.parse(await self.request("GET", f"/bridges/{bridge_id}"))
 
     async def add_to_bridge(self, bridge_id: str, channel_ids: Sequence[str]) -> None:
         await self.request("POST", f"/bridges/{bridge_id}/addChannel",

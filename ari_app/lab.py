@@ -92,7 +92,12 @@ class Instance:
 
     @property
     def app_pidfile(self) -> Path:
+        """The ARI app itself (written by its supervisor at every start)."""
         return self.run_dir / "app.pid"
+
+    @property
+    def supervisor_pidfile(self) -> Path:
+        return self.run_dir / "supervisor.pid"
 
     @property
     def asterisk_log(self) -> Path:
@@ -401,24 +406,33 @@ def start_asterisk(inst: Instance) -> bool:
 
 
 def start_app(inst: Instance) -> bool:
-    """Start the ARI app unless it runs; wait until Asterisk lists it (calls get answered)."""
+    """Start the ARI app under its supervisor unless that runs; wait until Asterisk lists the
+    app (calls get answered). A running supervisor is only waited for: it restarts the app."""
     settings = inst.settings
     if app_connected(inst):
+        return False
+    log_path = settings.log_dir / "app.log"
+    if read_pid(inst.supervisor_pidfile) is not None:
+        _wait("ARI app (restarted by its supervisor)", lambda: app_connected(inst), 30,
+              (inst.supervisor_pidfile, str(log_path)))
         return False
     stop_pid(inst.app_pidfile)
     (inst.run_dir / "app.ready").unlink(missing_ok=True)
     env = dict(os.environ)
     env["VERIFYLINE_HOME"] = str(settings.home)
     env["VERIFYLINE_ARI_PASSWORD"] = settings.ari_password
-    log_path = settings.log_dir / "app.log"
-    pid = _spawn([sys.executable, "-m", "ari_app", "serve"], log_path, env)
-    inst.app_pidfile.write_text(f"{pid}\n")
-    _wait("ARI app", lambda: app_connected(inst), 30, (inst.app_pidfile, str(log_path)))
+    pid = _spawn([sys.executable, "-m", "ari_app", "supervise"], log_path, env)
+    inst.supervisor_pidfile.write_text(f"{pid}\n")
+    _wait("ARI app", lambda: app_connected(inst), 30, (inst.supervisor_pidfile, str(log_path)))
     return True
 
 
 def stop_app(inst: Instance) -> bool:
-    return stop_pid(inst.app_pidfile)
+    """Stop the supervisor (which stops the app), then make sure the app is gone too."""
+    supervisor = stop_pid(inst.supervisor_pidfile)
+    app = stop_pid(inst.app_pidfile)
+    (inst.run_dir / "app.ready").unlink(missing_ok=True)
+    return supervisor or app
 
 
 def stop_asterisk(inst: Instance) -> bool:

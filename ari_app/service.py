@@ -9,21 +9,31 @@ Database work runs in one writer thread so the event loop never waits on the dis
 from __future__ import annotations
 
 import asyncio
-import copy
-import functools
+import hashlib
 import logging
 import os
 from collections.abc import Callable, Coroutine
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 
 from ari_app.adapter import AriTelephony
-from ari_app.client import AriClient, AriError, AriEvent, AriNotFound, EventStream
-from ivr import calllog, roster
+from ari_app.client import (
+    AriClient,
+    AriError,
+    AriEvent,
+    AriNotFound,
+    AriUnavailable,
+    EventStream,
+)
+from ari_app.sweeper import Sweeper
+from ivr import calllog, logops, roster
 from ivr.callflow import (
+    FLAG_EMERGENCY,
     Bridged,
     Call,
     CallContext,
@@ -37,13 +47,15 @@ from ivr.callflow import (
     Dtmf,
     Event,
     FlowSettings,
+    Lost,
     PlaybackDone,
     State,
     TimerFired,
     Wake,
 )
-from ivr.clock import as_utc, now
+from ivr.clock import iso, now
 from ivr.config import Settings
+from ivr.journal import DurableLog, Journal
 from ivr.models import Call as CallRow
 from ivr.models import CallPath, EndReason
 from ivr.spool import drain
@@ -63,7 +75,26 @@ FEATURES: dict[str, tuple[bool, bool]] = {
     "signout": (True, True), "signin": (False, False),
 }
 SPOOL_INTERVAL = 2.0
+ROSTER_COPY_INTERVAL = 30.0  # how old the in-memory roster may be when the database goes
+RESYNC_RETRY = 2.0
 LINGER_SECONDS = 30.0  # keep an ended call around to absorb its late events
+
+
+def journal_path(settings: Settings) -> Path:
+    """One journal per database: entries are only ever replayed where they belong."""
+    key = hashlib.sha256(settings.db_url.encode()).hexdigest()[:12]
+    return settings.home / "journal" / f"{key}.log"
+
+
+def flow_settings(settings: Settings) -> FlowSettings:
+    """What the call state machine needs from the line's settings."""
+    return FlowSettings(entry=settings.entry, ring_timeout=settings.ring_timeout,
+                        ring_all=settings.strategy == "ring_all",
+                        hold_interval=settings.hold_interval,
+                        emergency_endpoint=settings.emergency_endpoint,
+                        queue_max_wait=settings.queue_max_wait,
+                        whisper_timeout=settings.whisper_timeout,
+                        recording=settings.recording)
 
 
 def caller_channel_of(channel_id: str) -> str:
@@ -133,15 +164,24 @@ class CallServicesImpl:
             flagged = bool(digits) and recent + 1 > settings.rate_limit
             return LookupResult(found.result, found.officer_id, found.officer_label, flagged)
 
-        return await self.line.in_db(work)
+        try:
+            return await self.line.in_db(work)
+        except SQLAlchemyError as exc:
+            # the database is away: the roster as last read still answers (the rate cannot
+            # be counted meanwhile); the supervisor is told the result came from the copy
+            found = self.line.roster_copy.lookup(digits, now())
+            log.warning("Call %s: roster lookup from the in-memory copy (%s)",
+                        self.data.channel_id, type(exc).__name__)
+            self.record("roster_from_copy", {"read_at": iso(self.line.roster_copy.read_at)})
+            return LookupResult(found.result, found.officer_id, found.officer_label)
 
-    async def pick_desk(self, call_key: str, exclude: frozenset[str]) -> str | None:
+    async def pick_desks(self, call_key: str, exclude: frozenset[str], every: bool) -> list[str]:
         try:
             presence = await self.line.tel.desk_presence(self.line.settings.desks)
         except AriError as exc:
             log.warning("Call %s: cannot read desk states (%s)", call_key, exc)
-            return None
-        return self.line.pool.reserve(presence, call_key, exclude)
+            return []
+        return self.line.pool.reserve(presence, call_key, exclude, every=every)
 
     def release_desk(self, desk: str, talked: bool) -> None:
         self.line.release_desk(desk, talked, self.data.channel_id)
@@ -164,8 +204,7 @@ class CallServicesImpl:
             log.warning("desk %s paused after %d unanswered calls in a row", desk,
                         self.line.pool.auto_pause_after)
             self.record("desk_auto_paused", {"desk": desk})
-            self.line.write(functools.partial(self.line.save_availability, desk, True, False,
-                                              "no_answer"), f"pause {desk}")
+            self.line.log(logops.availability_entry(desk, True, False, "no_answer"))
 
     async def anyone_signed_in(self) -> bool:
         try:
@@ -175,15 +214,7 @@ class CallServicesImpl:
         return self.line.pool.any_signed_in(presence)
 
     def record(self, kind: str, detail: dict[str, object]) -> None:
-        snapshot = copy.copy(self.data)
-        at = now()
-        self.line.write(lambda: self._save(snapshot, kind, detail, at),
-                        f"Call {snapshot.channel_id}: log {kind}")
-
-    def _save(self, snapshot: CallData, kind: str, detail: dict[str, object],
-              at: datetime) -> None:
-        with self.line.store.session() as s:
-            calllog.save(s, snapshot, kind, detail, at)
+        self.line.log(logops.save_entry(self.data, kind, detail, now()))
 
 
 class CallRuntime:
@@ -221,6 +252,11 @@ class CallRuntime:
             except AriNotFound as exc:
                 # the caller's channel vanished under us: its StasisEnd is on the way
                 log.info("Call %s: %s", self.data.channel_id, exc)
+            except AriUnavailable as exc:
+                # Asterisk is unreachable: nothing can be done for the call now; the resync
+                # after the reconnect finds it (still there) or closes it (gone with Asterisk)
+                log.warning("Call %s: Asterisk unreachable handling %s (%s)",
+                            self.data.channel_id, event, exc)
             except Exception:
                 log.exception("Call %s: failed handling %s", self.data.channel_id, event)
                 await self._safe_path()
@@ -232,10 +268,12 @@ class CallRuntime:
         """A bug must never leave a caller in silence: hand them to the dialplan fallback."""
         if isinstance(self.call.state, Bridged):
             return  # already talking to a supervisor; leave them be
-        desk_leg = self.data.desk_channel_id
+        unanswered = list(self.data.legs)
+        if self.data.desk_channel_id is not None and self.data.answered_at is None:
+            unanswered.append(self.data.desk_channel_id)
         try:
-            if desk_leg is not None and self.data.answered_at is None:
-                await self.line.tel.hangup(desk_leg)
+            for leg in dict.fromkeys(unanswered):
+                await self.line.tel.hangup(leg)
             await self.call.hand_to_fallback()
         except AriNotFound:
             log.info("Call %s: the caller is gone; nothing to hand over", self.data.channel_id)
@@ -253,15 +291,14 @@ class LineService:
         self.store = store
         self.client = client
         self.tel = AriTelephony(client)
-        self.flow = FlowSettings(entry=settings.entry, ring_timeout=settings.ring_timeout,
-                                 hold_interval=settings.hold_interval,
-                                 emergency_endpoint=settings.emergency_endpoint,
-                                 queue_max_wait=settings.queue_max_wait,
-                                 whisper_timeout=settings.whisper_timeout,
-                                 recording=settings.recording)
+        self.flow = flow_settings(settings)
         self.pool = DeskPool(settings.desks, {}, settings.wrap_up, settings.auto_pause_after)
         self.calls: dict[str, CallRuntime] = {}
-        self._db = ThreadPoolExecutor(1, thread_name_prefix="verifyline-db")
+        self._db = ThreadPoolExecutor(1, thread_name_prefix="verifyline-db")  # reads
+        self.durable = DurableLog(Journal(journal_path(settings)), store, logops.APPLIERS)
+        self.roster_copy = roster.RosterCopy()
+        self.sweeper = Sweeper(settings.app_name, settings.sweep_grace)
+        self._features: set[str] = set()  # feature-code channels being served
         self._tasks: set[asyncio.Task[Any]] = set()
         self.stream = EventStream(settings.ari_url, settings.ari_user, settings.ari_password,
                                   settings.app_name, self.on_event, self.on_connect,
@@ -270,16 +307,14 @@ class LineService:
     # --- plumbing ------------------------------------------------------------------------
 
     async def in_db(self, work: Callable[[], T]) -> T:
-        """Run database work on the writer thread, after every write queued before it."""
+        """Read from the database on a thread of its own, so the event loop never waits on it
+        (writes go through :meth:`log`)."""
         return await asyncio.get_running_loop().run_in_executor(self._db, work)
 
-    def write(self, work: Callable[[], object], what: str) -> None:
-        """Queue a log write behind the earlier ones; a failure is logged, never raised."""
-        def done(f: Future[Any]) -> None:
-            if (exc := f.exception()) is not None:
-                log.error("%s failed: %r", what, exc)
-
-        self._db.submit(work).add_done_callback(done)
+    def log(self, entry: tuple[str, dict[str, Any]]) -> None:
+        """A call-log write: journaled (fsync'd) first, then applied to the database, in order
+        and exactly once, also when the database is away for a while (see ivr.journal)."""
+        self.durable.submit(*entry)
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         task = asyncio.create_task(coro)
@@ -306,11 +341,6 @@ class LineService:
             if runtime is not None:
                 runtime.post(Wake())
 
-    def save_availability(self, desk: str, paused: bool, signed_out: bool, reason: str) -> None:
-        with self.store.session() as s:
-            calllog.set_availability(s, desk, paused=paused, signed_out=signed_out,
-                                     reason=reason)
-
     async def _availability_loop(self) -> None:
         """Pick up pause/sign-out changes made by the CLI, the console or feature codes."""
         while True:
@@ -321,9 +351,28 @@ class LineService:
                 if changed:
                     log.info("availability changed: %s", ", ".join(changed))
                     self.wake_waiting()
+            except SQLAlchemyError as exc:
+                # the database is away: keep what we knew (feature codes still apply)
+                log.debug("reading supervisor availability failed (%s); will retry", exc)
             except Exception:
                 log.exception("reading supervisor availability failed; will retry")
             await asyncio.sleep(AVAILABILITY_INTERVAL)
+
+    async def _roster_loop(self) -> None:
+        """Keep an in-memory copy of the roster for lookups while the database is away."""
+        while True:
+            try:
+                officers = await self.in_db(self._read_roster)
+                self.roster_copy.replace(officers, now())
+            except SQLAlchemyError as exc:
+                log.debug("reading the roster failed (%s); keeping the copy", exc)
+            except Exception:
+                log.exception("reading the roster failed; will retry")
+            await asyncio.sleep(ROSTER_COPY_INTERVAL)
+
+    def _read_roster(self) -> list[roster.OfficerCard]:
+        with self.store.session() as s:
+            return roster.officer_cards(s)
 
     def _read_availability(self) -> dict[str, tuple[bool, bool]]:
         with self.store.session() as s:
@@ -333,13 +382,13 @@ class LineService:
         """A feature code dialled from a desk phone (*51 pause, *52 available, ...)."""
         desk = channel_name.split("/", 1)[-1].rsplit("-", 1)[0]
         paused, signed_out = FEATURES.get(action, (None, None))
+        self._features.add(channel_id)
         try:
             await self.client.answer(channel_id)
             if paused is None or desk not in self.settings.desks:
                 log.warning("feature %r from %s refused", action, channel_name)
             else:
-                await self.in_db(functools.partial(self.save_availability, desk, paused,
-                                                   bool(signed_out), action))
+                self.log(logops.availability_entry(desk, paused, bool(signed_out), action))
                 self.pool.set_availability(desk, paused, bool(signed_out))
                 log.info("desk %s: %s (feature code)", desk, action)
                 if not paused:
@@ -349,11 +398,53 @@ class LineService:
                                        [f"sound:verifyline/en/{word}"])
                 await asyncio.sleep(FEATURE_PROMPT_SECONDS)
         finally:
+            self._features.discard(channel_id)
             await self.client.hangup(channel_id)
+
+    # --- debris ----------------------------------------------------------------------------
+
+    def _known(self, channel_id: str) -> bool:
+        """Does a call of ours (or a feature code) own this channel?"""
+        if channel_id in self._features:
+            return True
+        runtime = self.calls.get(caller_channel_of(channel_id))
+        if runtime is None:
+            return False
+        d = runtime.data
+        return channel_id in (d.channel_id, d.desk_channel_id) or channel_id in d.legs
+
+    async def _sweep_loop(self) -> None:
+        interval = max(0.5, self.settings.sweep_grace / 2)
+        while True:
+            await asyncio.sleep(interval)
+            if not self.stream.connected.is_set():
+                continue  # what we know is stale until the resync
+            try:
+                await self.sweep()
+            except AriError as exc:
+                log.warning("sweeper: %s", exc)
+            except Exception:
+                log.exception("sweeper failed; will retry")
+
+    async def sweep(self) -> None:
+        bridges, channels = await self.client.bridges(), await self.client.channels()
+        for debris in self.sweeper.sweep(bridges, channels, self._known,
+                                         asyncio.get_running_loop().time()):
+            log.warning("sweeper: %s %s (%s for %.0f s)", debris.action.replace("_", " "),
+                        debris.resource_id, debris.why, debris.seen_for)
+            if debris.action == "destroy_bridge":
+                await self.client.destroy_bridge(debris.resource_id)
+            elif debris.action == "hangup":
+                await self.client.hangup(debris.resource_id)
+            else:  # a caller: never hung up on; the dialplan fallback rings the desks
+                await self.tel.continue_to_fallback(debris.resource_id)
+            self.sweeper.done(debris)
 
     # --- life cycle ------------------------------------------------------------------------
 
     async def prepare(self) -> None:
+        self.durable.start()  # replays whatever an earlier run left in the journal
+
         def work() -> dict[str, datetime | None]:
             self.store.migrate()
             with self.store.session() as s:
@@ -365,11 +456,15 @@ class LineService:
                              self.settings.wrap_up, self.settings.auto_pause_after)
         for desk, (paused, signed_out) in (await self.in_db(self._read_availability)).items():
             self.pool.set_availability(desk, paused, signed_out)
+        # calls an earlier run left open must be in the database before resync reads them
+        await asyncio.get_running_loop().run_in_executor(None, self.durable.flush)
 
     async def run(self) -> None:
         await self.prepare()
         self.spawn(self._spool_loop())
         self.spawn(self._availability_loop())
+        self.spawn(self._roster_loop())
+        self.spawn(self._sweep_loop())
         await self.stream.run()
 
     async def stop(self) -> None:
@@ -378,11 +473,13 @@ class LineService:
         for task in list(self._tasks):
             task.cancel()
         self._db.shutdown(wait=True)
+        await asyncio.get_running_loop().run_in_executor(None, self.durable.stop)
 
     async def _spool_loop(self) -> None:
         while True:
             try:
-                n = await self.in_db(lambda: drain(self.settings.spool_dir, self._ingest))
+                n = await self.in_db(lambda: drain(self.settings.spool_dir, self._ingest,
+                                                   committed=self.durable.wait_journaled))
                 if n:
                     log.info("ingested %d fallback call(s) from the spool", n)
             except Exception:
@@ -390,8 +487,7 @@ class LineService:
             await asyncio.sleep(SPOOL_INTERVAL)
 
     def _ingest(self, record: calllog.FallbackRecord) -> None:
-        with self.store.session() as s:
-            calllog.ingest_fallback(s, record)
+        self.log(logops.fallback_entry(record))
 
     # --- events ----------------------------------------------------------------------------
 
@@ -446,16 +542,27 @@ class LineService:
         try:
             await self.client.subscribe_channel(data.channel_id)
             if not data.reference:
-                data.reference = await self.in_db(lambda: self._open(data))
+                data.reference = await self._new_reference(data.channel_id)
+                self.log(logops.open_entry(data, data.reference))
         except Exception:
             log.exception("Call %s: could not open the call", data.channel_id)
             await runtime._safe_path()
             return
         await runtime.run(first)
 
-    def _open(self, data: CallData) -> str:
-        with self.store.session() as s:
-            return calllog.open_call(s, data.channel_id, data.caller_number, data.started_at)
+    async def _new_reference(self, channel_id: str) -> str:
+        """A reference not yet in the store; with the store away, one drawn at random (a
+        clash found on replay is logged as '<reference>-2', see calllog.open_call)."""
+        def work() -> str:
+            with self.store.session() as s:
+                return calllog.new_reference(s)
+
+        try:
+            return await self.in_db(work)
+        except SQLAlchemyError as exc:
+            log.warning("Call %s: reference drawn without the database (%s)", channel_id,
+                        type(exc).__name__)
+            return calllog.random_reference()
 
     # --- resync after a (re)connect ----------------------------------------------------------
 
@@ -472,14 +579,33 @@ class LineService:
         ready = self.settings.run_dir / "app.ready"
         ready.parent.mkdir(parents=True, exist_ok=True)
         ready.write_text(f"{os.getpid()}\n")
-        self.spawn(self.resync())
+        self.spawn(self.resync(await self._asterisk_restarted()))
+
+    async def _asterisk_restarted(self) -> bool:
+        """Has Asterisk started afresh since we (or a previous run of the app) last saw it?
+        Then calls that are gone died with it, rather than being hung up by someone."""
+        seen = self.settings.run_dir / "asterisk.started"
+        try:
+            info = await self.client.info()
+        except AriError as exc:
+            log.warning("cannot read Asterisk's start time: %s", exc)
+            return False
+        started = str((info.get("status") or {}).get("startup_time", ""))
+        before = seen.read_text().strip() if seen.exists() else ""
+        seen.write_text(started + "\n")
+        if before and started and before != started:
+            log.warning("Asterisk restarted (up since %s, was %s)", started, before)
+            return True
+        return False
 
     def on_disconnect(self) -> None:
         (self.settings.run_dir / "app.ready").unlink(missing_ok=True)
 
-    async def resync(self) -> None:
+    async def resync(self, asterisk_restarted: bool = False) -> None:
         """Reconcile what we hold with what Asterisk holds: events missed while the socket
-        was down are not replayed, and a restarted app must find the calls it already had."""
+        was down are not replayed, and a restarted app must find the calls it already had.
+        Calls gone with a restarted Asterisk are closed as ``asterisk_restart``."""
+        gone = EndReason.ASTERISK_RESTART if asterisk_restarted else EndReason.LOST
         try:
             live = {c.id for c in await self.client.channels()}
         except AriError as exc:
@@ -488,34 +614,41 @@ class LineService:
         for runtime in list(self.calls.values()):
             d = runtime.data
             if d.channel_id not in live:
-                runtime.post(CallerGone("gone while disconnected"))
-            elif d.desk_channel_id is not None and d.desk_channel_id not in live:
-                runtime.post(DeskGone(d.desk_channel_id, "gone while disconnected"))
+                runtime.post(Lost(gone) if asterisk_restarted
+                             else CallerGone("gone while disconnected"))
+                continue
+            for leg in {*d.legs, d.desk_channel_id} - live - {None}:
+                runtime.post(DeskGone(str(leg), "gone while disconnected"))
 
         def open_calls() -> list[CallData]:
             with self.store.session() as s:
+                # oldest first: adopted callers rejoin the queue in the order they came
                 rows = s.scalars(select(CallRow).where(CallRow.ended_at.is_(None),
-                                                       CallRow.path == CallPath.ARI))
-                return [_data_from_row(r) for r in rows]
+                                                       CallRow.path == CallPath.ARI)
+                                 .order_by(CallRow.id))
+                return [calllog.data_from_row(r) for r in rows]
 
-        for data in await self.in_db(open_calls):
+        try:
+            left_open = await self.in_db(open_calls)
+        except SQLAlchemyError as exc:
+            log.warning("resync: cannot read open calls (%s); calls a previous run had are "
+                        "adopted once the database is back", exc)
+            self.spawn(self._resync_later(asterisk_restarted))
+            return
+        for data in left_open:
             if data.channel_id in self.calls:
                 continue
             if data.channel_id not in live:
-                self.write(functools.partial(self._close_lost, data.channel_id),
-                           f"Call {data.channel_id}: close lost")
+                self.log(logops.close_entry(data.channel_id, gone))
                 continue
             try:
                 await self._adopt(data, live)
             except Exception:
                 log.exception("Call %s: could not adopt it", data.channel_id)
 
-    def _close_lost(self, channel_id: str) -> None:
-        with self.store.session() as s:
-            row = s.scalars(select(CallRow).where(CallRow.channel_id == channel_id)).one()
-            data = _data_from_row(row)
-            data.ended_at, data.end_reason, data.state = now(), EndReason.LOST, "ended"
-            calllog.save(s, data, "ended", {"reason": EndReason.LOST.value})
+    async def _resync_later(self, asterisk_restarted: bool) -> None:
+        await asyncio.sleep(RESYNC_RETRY)
+        await self.resync(asterisk_restarted)
 
     async def _adopt(self, data: CallData, live: set[str]) -> None:
         """Continue a call a previous run of the app was handling."""
@@ -527,13 +660,18 @@ class LineService:
             self.pool.hold(data.answered_desk, data.channel_id)
             await self._subscribe(data.desk_channel_id)
         else:
-            # re-evaluate from scratch: drop a desk leg and bridge the old run left behind
-            if data.desk_channel_id is not None and data.desk_channel_id in live:
-                await self.client.hangup(data.desk_channel_id)
+            # re-evaluate from scratch: drop the desk legs and bridge the old run left behind
+            # (the caller stays in their holding bridge, hearing music, and is found there)
+            for leg in live:
+                if caller_channel_of(leg) == data.channel_id and leg != data.channel_id:
+                    n = leg.rsplit(DESK_LEG_MARK, 1)[-1]
+                    data.desk_legs = max(data.desk_legs, int(n) if n.isdigit() else 0)
+                    await self.client.hangup(leg)
             await self.client.destroy_bridge(f"{data.channel_id}-bridge")
             data.desk_channel_id, data.desk, data.bridge_id = None, None, None
             data.answered_at, data.answered_desk = None, None
-            first = Connecting() if data.roster_result is not None else Collecting(1, True)
+            first = (Connecting(emergency=FLAG_EMERGENCY in data.flags, resumed=True)
+                     if data.roster_result is not None else Collecting(1, True))
         runtime = CallRuntime(self, data)
         self.calls[data.channel_id] = runtime
         runtime.task = self.spawn(self._open_and_run(runtime, first))
@@ -544,23 +682,3 @@ class LineService:
                 await self.client.subscribe_channel(channel_id)
             except AriError as exc:
                 log.warning("cannot subscribe to %s: %s", channel_id, exc)
-
-
-def _data_from_row(row: CallRow) -> CallData:
-    data = CallData(channel_id=row.channel_id, caller_number=row.caller_number,
-                    reference=row.encounter.reference,
-                    started_at=as_utc(row.started_at) or now())
-    data.digits = row.digits_entered
-    data.roster_result = row.roster_result
-    data.state = row.state
-    data.desk_channel_id = row.desk_channel_id
-    data.bridge_id = row.bridge_id
-    data.answered_at = as_utc(row.answered_at)
-    data.answered_desk = row.supervisor.desk if row.supervisor else None
-    data.flags = {f for f in row.flags.split(",") if f}
-    data.language = row.language
-    data.desk = data.answered_desk
-    if data.desk_channel_id is not None:
-        n = data.desk_channel_id.rsplit(DESK_LEG_MARK, 1)[-1]
-        data.desk_legs = int(n) if n.isdigit() else 0
-    return data

@@ -6,8 +6,9 @@
       │   attempts used up ──────────────────────────────────────────────> Connecting
       └── *0 (supervisor now) / *9 (emergency), from any state before the bridge ──┘
     Connecting ──desk answers──> Bridged ──either side hangs up──> Ended
-        │  reference read out, then ringback; ring timeout / desk fails: next free desk;
-        │  nobody free: hold message and retry; emergency: the control room first
+        │  on hold (music), reference read out; ring timeout / desk fails: next free desk;
+        │  nobody free: position announcements and retry; emergency: the control room first;
+        │  after the maximum wait: the control room and the desks, until someone answers
         └──caller hangs up (desk gets CANCEL)──> Ended
 
 Keys: digits build the number; '*' and one more key form a command (SAFETY_KEYS anywhere
@@ -87,11 +88,19 @@ class DeskDtmf:
 
 
 @dataclass(frozen=True)
+class Lost:
+    """The caller's channel is gone without a hang-up seen (e.g. Asterisk restarted)."""
+
+    reason: EndReason
+
+
+@dataclass(frozen=True)
 class Wake:
     """A desk may have become free (released, out of wrap-up, registered, available)."""
 
 
-Event = Dtmf | PlaybackDone | TimerFired | DeskAnswered | DeskGone | CallerGone | DeskDtmf | Wake
+Event = (Dtmf | PlaybackDone | TimerFired | DeskAnswered | DeskGone | CallerGone | DeskDtmf
+         | Wake | Lost)
 
 
 # --- the call's data, persisted at every transition ----------------------------------------
@@ -121,7 +130,9 @@ class CallData:
     language: str = DEFAULT_LANGUAGE
     flags: set[str] = field(default_factory=set)
     tried_desks: set[str] = field(default_factory=set)
-    desk_legs: int = 0
+    desk_legs: int = 0  # desk legs created so far (names them '<channel>-deskN')
+    legs: dict[str, str] = field(default_factory=dict)  # ringing leg -> desk (not yet bridged)
+    hold_bridge_id: str | None = None
     queued_at: datetime | None = None
     recording: str | None = None
 
@@ -131,6 +142,7 @@ class FlowSettings:
     entry: EntrySettings = field(default_factory=EntrySettings)
     ring_timeout: float = 20.0
     hold_interval: float = 8.0
+    ring_all: bool = False
     emergency_endpoint: str | None = None
     queue_max_wait: float = 120.0
     whisper_timeout: float = 3.0
@@ -196,6 +208,8 @@ class State:
                 return await self.on_desk_dtmf(ctx, channel_id, digit)
             case Wake():
                 return await self.on_wake(ctx)
+            case Lost(reason):
+                return await self.on_lost(ctx, reason)
         return self  # pragma: no cover - the match is exhaustive
 
     # True for the states before the bridge, where *0 and *9 work
@@ -253,6 +267,9 @@ class State:
 
     async def on_caller_gone(self, ctx: CallContext, cause: str) -> State:
         return await go(ctx, Ended(EndReason.CALLER_ABANDONED))
+
+    async def on_lost(self, ctx: CallContext, reason: EndReason) -> State:
+        return await go(ctx, Ended(reason))
 
 
 async def go(ctx: CallContext, state: State) -> State:
@@ -472,22 +489,30 @@ SUPERVISOR_LANGUAGE = DEFAULT_LANGUAGE
 
 
 class Connecting(State):
-    """Queue for a desk phone, read out the reference, ring the desk the queue gives us.
+    """Queue for a supervisor: hold with music, hear the reference, ring desk phones.
 
-    The caller hears the reference and a hold prompt, then ringback, or every few seconds
-    their place in the queue: never silence. A desk that answers first hears the whisper
-    (roster result, number, reference); '1' or a few seconds connects the caller. An
-    emergency (*9), a wait over the maximum, or nobody signed in rings the control room."""
+    The caller waits in a holding bridge of their own, where Asterisk plays music on hold
+    between our prompts (and goes on playing it if the app dies): first their reference, then
+    every few seconds their place in the queue. Desk phones ring longest-idle first, one at a
+    time, or all free ones at once (``ring_all``). An emergency (*9) rings the control room
+    first; after the maximum wait, or when nobody is signed in, the control room rings
+    alongside the desks, and both are tried again until someone answers. The first phone to
+    answer hears the whisper (roster result, number, reference); '1' or a few seconds connects
+    the caller, and the other phones stop ringing."""
 
     name = "connecting"
     safety_keys = True
 
-    def __init__(self, emergency: bool = False) -> None:
+    def __init__(self, emergency: bool = False, resumed: bool = False) -> None:
         self.emergency = emergency
-        self.overflow_due = emergency
+        self.resumed = resumed  # adopted after an app restart: the caller has heard it all
+        self.overflow_due = emergency  # the control room rings too
+        self.overflow_first = emergency  # ...and alone, until its first attempt ends
+        self.overflow_leg: str | None = None
+        self.overflow_resting = False  # between two attempts on the control room
         self.playback_id: str | None = None  # what the caller hears now (one at a time)
         self.reference_id: str | None = None  # the reference read-out, until it ends
-        self.answered_leg: str | None = None  # a desk leg that answered: hearing the whisper
+        self.answered_leg: str | None = None  # a leg that answered: hearing the whisper
         self.whisper_id: str | None = None
         self.whisper_done = False
         self.waiting_since: datetime | None = None
@@ -498,13 +523,20 @@ class Connecting(State):
             d.queued_at = now()
         position = ctx.services.join_queue(self.emergency)
         ctx.record("queued", position=position, emergency=self.emergency)
+        if d.hold_bridge_id is None:
+            d.hold_bridge_id = f"{d.channel_id}-hold"
+            await ctx.tel.hold(d.channel_id, d.hold_bridge_id)
+            ctx.record("on_hold", bridge=d.hold_bridge_id)
         if not self.emergency:
             ctx.timers.start("max_wait", ctx.settings.queue_max_wait)
+        if self.resumed:
+            ctx.record("resumed", position=position)  # music on hold never stopped
+            return await self._ring_more(ctx)
         first = ["emergency"] if self.emergency else ["connecting"]
         notice = ["recorded"] if ctx.settings.recording else []
         media = [*ctx.say(*first, *notice, "reference"), *say_digits(d.language, d.reference)]
         self.playback_id = self.reference_id = await ctx.play("connecting", media)
-        return await self._try_desk(ctx)
+        return await self._ring_more(ctx)
 
     @property
     def announcing(self) -> bool:
@@ -512,14 +544,10 @@ class Connecting(State):
         return self.reference_id is not None
 
     async def leave(self, ctx: CallContext) -> None:
-        d = ctx.data
+        """Stop prompts and ringing (the caller stays on hold for whatever comes next)."""
         if self.playback_id is not None:
             await ctx.tel.stop_playback(self.playback_id)
-        await ctx.tel.stop_ring(d.channel_id)
-        channel = d.desk_channel_id
-        await self._drop_desk(ctx, "desk_cancelled")
-        if channel is not None:
-            await ctx.tel.hangup(channel)
+        await self._cancel_legs(ctx, "desk_cancelled")
         ctx.timers.cancel_all()
 
     async def on_star(self, ctx: CallContext, key: str) -> State:
@@ -527,10 +555,6 @@ class Connecting(State):
             ctx.record("safety_key", key=f"*{key}", action="already_connecting", state=self.name)
             return self
         return await super().on_star(ctx, key)
-
-    async def _announce(self, ctx: CallContext, media: list[str]) -> None:
-        await ctx.tel.stop_ring(ctx.data.channel_id)
-        self.playback_id = await ctx.play("hold", media)
 
     async def on_playback_done(self, ctx: CallContext, playback_id: str) -> State:
         if playback_id == self.whisper_id:
@@ -541,10 +565,9 @@ class Connecting(State):
             self.reference_id = None
         if playback_id != self.playback_id:
             return self
-        self.playback_id = None
+        self.playback_id = None  # the music on hold comes back by itself
         if self.answered_leg is not None and self.whisper_done:
             return await self._bridge(ctx, self.answered_leg)
-        await ctx.tel.ring(ctx.data.channel_id)
         return self
 
     def _display(self, ctx: CallContext) -> str:
@@ -553,85 +576,117 @@ class Connecting(State):
         flags = "".join(f" {f.upper()}" for f in sorted(d.flags) if f != FLAG_ASKED_FOR_SUPERVISOR)
         return f"{result} {d.digits or '-'} ref {d.reference}{flags}"
 
-    def _overflow_target(self, ctx: CallContext) -> str | None:
-        target = ctx.settings.emergency_endpoint
-        if self.overflow_due and target and target not in ctx.data.tried_desks:
-            return target
-        return None
+    def _desk_legs(self, ctx: CallContext) -> list[str]:
+        return [leg for leg in ctx.data.legs if leg != self.overflow_leg]
 
-    async def _try_desk(self, ctx: CallContext) -> State:
+    async def _ring_more(self, ctx: CallContext) -> State:
+        """Ring whatever should ring now and is not ringing yet; when nothing can, hold on
+        and try again shortly (a freed desk also wakes the caller at once)."""
         d = ctx.data
-        if d.desk_channel_id is not None:
-            return self  # one desk at a time
-        desk = self._overflow_target(ctx) or await ctx.services.pick_desk(
-            d.channel_id, frozenset(d.tried_desks))
-        if desk is None and not self.overflow_due and ctx.settings.emergency_endpoint \
-                and not await ctx.services.anyone_signed_in():
+        if self.answered_leg is not None:
+            return self  # a supervisor is hearing the whisper
+        target = ctx.settings.emergency_endpoint
+        if self.overflow_due and target and self.overflow_leg is None \
+                and not self.overflow_resting:
+            await self._ring(ctx, target, overflow=True)
+        if self.overflow_first and self.overflow_leg is not None:
+            return self  # an emergency: the control room alone first
+        ring_all = ctx.settings.ring_all
+        if ring_all or not self._desk_legs(ctx):
+            # a desk that cannot even be rung makes way for the next one at once
+            while desks := await ctx.services.pick_desks(d.channel_id, frozenset(d.tried_desks),
+                                                         every=ring_all):
+                for desk in desks:
+                    await self._ring(ctx, desk)
+                if self._desk_legs(ctx):
+                    break
+        if self._desk_legs(ctx):
+            self.waiting_since = None
+            ctx.timers.cancel("hold")
+            ctx.timers.cancel("retry")
+            return self
+        if not self.overflow_due and target and not await ctx.services.anyone_signed_in():
             self.overflow_due = True
             ctx.record("overflow", reason="no_supervisor_signed_in")
-            desk = self._overflow_target(ctx)
-        if desk is None and d.tried_desks:
-            # every free desk had its turn: start a new round after a short pause
-            d.tried_desks.clear()
-            ctx.timers.start("retry", RETRY_SECONDS)
-            return self
-        if desk is None:
-            if self.waiting_since is None:
-                self.waiting_since = now()
-                ctx.record("no_supervisor_free", position=ctx.services.queue_position())
-                ctx.timers.start("hold", ctx.settings.hold_interval)
-            ctx.timers.start("retry", RETRY_SECONDS)
-            return self
-        ctx.timers.cancel("retry")
-        ctx.timers.cancel("hold")
-        self.waiting_since = None
-        d.desk_legs += 1
-        d.desk = desk
-        d.desk_channel_id = f"{d.channel_id}-desk{d.desk_legs}"
-        d.tried_desks.add(desk)
-        ringing = await ctx.tel.originate(
-            desk, d.desk_channel_id, self._display(ctx), d.caller_number or "",
-            ctx.settings.ring_timeout + 5,
-        )
-        if not ringing:
-            await self._drop_desk(ctx, "desk_failed")
-            return await self._try_desk(ctx)
-        ctx.timers.start("ring", ctx.settings.ring_timeout)
-        ctx.record("desk_ringing", desk=desk, channel=d.desk_channel_id,
-                   emergency=desk == ctx.settings.emergency_endpoint,
-                   waited_s=round((now() - (d.queued_at or now())).total_seconds(), 3))
+            return await self._ring_more(ctx)
+        if d.tried_desks:
+            d.tried_desks.clear()  # every free desk had its turn: a new round after a pause
+        elif self.waiting_since is None:
+            self.waiting_since = now()
+            ctx.record("no_supervisor_free", position=ctx.services.queue_position())
+            ctx.timers.start("hold", ctx.settings.hold_interval)
+        ctx.timers.start("retry", RETRY_SECONDS)
         return self
 
-    async def _drop_desk(self, ctx: CallContext, why: str) -> None:
+    async def _ring(self, ctx: CallContext, desk: str, overflow: bool = False) -> bool:
         d = ctx.data
-        ctx.timers.cancel("ring")
-        ctx.timers.cancel("whisper")
-        if d.desk is not None:
-            ctx.record(why, desk=d.desk, channel=d.desk_channel_id)
-            ctx.services.release_desk(d.desk, talked=False)
-        if self.whisper_id is not None:
-            await ctx.tel.stop_playback(self.whisper_id)
-        d.desk, d.desk_channel_id = None, None
-        self.answered_leg, self.whisper_id, self.whisper_done = None, None, False
+        d.desk_legs += 1
+        leg = f"{d.channel_id}-desk{d.desk_legs}"
+        d.legs[leg] = desk
+        if overflow:
+            self.overflow_leg = leg
+        else:
+            d.tried_desks.add(desk)
+        ringing = await ctx.tel.originate(desk, leg, self._display(ctx), d.caller_number or "",
+                                          ctx.settings.ring_timeout + 5)
+        if not ringing:
+            await self._drop_leg(ctx, leg, "desk_failed")
+            return False
+        ctx.timers.start(f"ring:{leg}", ctx.settings.ring_timeout)
+        ctx.record("desk_ringing", desk=desk, channel=leg, emergency=overflow,
+                   strategy="ring_all" if ctx.settings.ring_all else "longest_idle",
+                   waited_s=round((now() - (d.queued_at or now())).total_seconds(), 3))
+        return True
+
+    async def _drop_leg(self, ctx: CallContext, leg: str, why: str) -> None:
+        """Forget a leg (ringing, or hearing the whisper) and give its desk back."""
+        d = ctx.data
+        desk = d.legs.pop(leg, None)
+        if desk is None:
+            return
+        ctx.timers.cancel(f"ring:{leg}")
+        ctx.record(why, desk=desk, channel=leg)
+        ctx.services.release_desk(desk, talked=False)
+        if leg == self.answered_leg:
+            ctx.timers.cancel("whisper")
+            if self.whisper_id is not None:
+                await ctx.tel.stop_playback(self.whisper_id)
+            self.answered_leg, self.whisper_id, self.whisper_done = None, None, False
+            d.desk, d.desk_channel_id = None, None
+        if leg == self.overflow_leg:
+            # the control room did not take it: now the desks too, and the control room again
+            # after a short rest
+            self.overflow_leg, self.overflow_first, self.overflow_resting = None, False, True
+            ctx.timers.start("overflow_retry", RETRY_SECONDS)
+
+    async def _cancel_legs(self, ctx: CallContext, why: str, keep: str | None = None) -> None:
+        for leg in [leg for leg in ctx.data.legs if leg != keep]:
+            await self._drop_leg(ctx, leg, why)
+            await ctx.tel.hangup(leg)  # a ringing phone gets a CANCEL
 
     async def on_wake(self, ctx: CallContext) -> State:
-        if ctx.data.desk_channel_id is None:
-            return await self._try_desk(ctx)
-        return self
+        return await self._ring_more(ctx)
 
     async def on_timer(self, ctx: CallContext, name: str) -> State:
         d = ctx.data
-        if name == "ring" and d.desk_channel_id is not None and self.answered_leg is None:
-            channel, desk = d.desk_channel_id, d.desk
-            await self._drop_desk(ctx, "desk_no_answer")
-            if desk is not None:
+        if name.startswith("ring:"):
+            leg = name.removeprefix("ring:")
+            desk = d.legs.get(leg)
+            if desk is None or leg == self.answered_leg:
+                return self
+            was_overflow = leg == self.overflow_leg
+            await self._drop_leg(ctx, leg, "desk_no_answer")
+            if not was_overflow:
                 ctx.services.desk_not_answered(desk)
-            await ctx.tel.hangup(channel)
-            return await self._try_desk(ctx)
-        if name == "retry" and d.desk_channel_id is None:
-            return await self._try_desk(ctx)
-        if name == "hold" and (d.desk_channel_id is not None or self.playback_id is not None):
-            # a desk is ringing, or the caller is hearing something already: no pile-up
+            await ctx.tel.hangup(leg)
+            return await self._ring_more(ctx)
+        if name == "retry":
+            return await self._ring_more(ctx)
+        if name == "overflow_retry":
+            self.overflow_resting = False
+            return await self._ring_more(ctx)
+        if name == "hold" and (d.legs or self.playback_id is not None):
+            # a phone is ringing, or the caller is hearing something already: no pile-up
             ctx.timers.start("hold", ctx.settings.hold_interval)
             return self
         if name == "hold":
@@ -639,33 +694,36 @@ class Connecting(State):
             ids = ["all_busy", "you_are_next"] if position <= 1 else ["all_busy", "position"]
             media = ctx.say(*ids) + (say_digits(d.language, str(position)) if position > 1
                                      else [])
-            await self._announce(ctx, media)
+            self.playback_id = await ctx.play("hold", media)
             ctx.timers.start("hold", ctx.settings.hold_interval)
             return self
         if name == "max_wait" and not self.overflow_due and ctx.settings.emergency_endpoint:
             self.overflow_due = True
             ctx.record("overflow", reason="max_wait")
-            return await self._try_desk(ctx)
+            return await self._ring_more(ctx)
         if name == "whisper" and self.answered_leg is not None:
             return await self._whisper_done(ctx, "timeout")
         return self
 
     async def on_desk_gone(self, ctx: CallContext, channel_id: str, cause: str) -> State:
-        if channel_id != ctx.data.desk_channel_id:
+        if channel_id not in ctx.data.legs:
             return self
-        during_whisper = self.answered_leg is not None
-        await self._drop_desk(ctx, "desk_hung_up_during_whisper" if during_whisper
-                              else "desk_failed")
+        during_whisper = channel_id == self.answered_leg
+        await self._drop_leg(ctx, channel_id, "desk_hung_up_during_whisper" if during_whisper
+                             else "desk_failed")
         # the caller keeps their place: at the front, as they waited longest
-        return await self._try_desk(ctx)
+        return await self._ring_more(ctx)
 
     async def on_desk_answered(self, ctx: CallContext, channel_id: str) -> State:
         d = ctx.data
-        if channel_id != d.desk_channel_id or d.desk is None:
+        if channel_id not in d.legs or self.answered_leg is not None:
+            await self._drop_leg(ctx, channel_id, "desk_cancelled")
             return await super().on_desk_answered(ctx, channel_id)
-        ctx.timers.cancel("ring")
+        ctx.timers.cancel(f"ring:{channel_id}")
+        self.answered_leg, d.desk_channel_id, d.desk = channel_id, channel_id, d.legs[channel_id]
         ctx.services.desk_answered(d.desk)
-        self.answered_leg = channel_id
+        await self._cancel_legs(ctx, "desk_cancelled", keep=channel_id)  # answered elsewhere
+        ctx.timers.cancel("retry")
         # the supervisor alone first hears what they are about to verify
         lang = SUPERVISOR_LANGUAGE
         media = [prompt(lang, "whisper_intro"),
@@ -702,9 +760,12 @@ class Connecting(State):
         ctx.timers.cancel_all()
         if self.playback_id is not None:
             await ctx.tel.stop_playback(self.playback_id)
-        await ctx.tel.stop_ring(d.channel_id)
+        d.legs.pop(desk_leg, None)
         d.bridge_id = f"{d.channel_id}-bridge"
-        await ctx.tel.create_bridge(d.bridge_id, [d.channel_id, desk_leg])
+        await ctx.tel.create_bridge(d.bridge_id, [d.channel_id, desk_leg])  # off hold
+        if d.hold_bridge_id is not None:
+            await ctx.tel.destroy_bridge(d.hold_bridge_id)
+            d.hold_bridge_id = None
         if ctx.settings.recording:
             name = f"verifyline-{d.reference}-{d.channel_id}"
             if await ctx.tel.record_bridge(d.bridge_id, name):
@@ -719,11 +780,13 @@ class Connecting(State):
         return await go(ctx, Bridged())
 
     async def on_caller_gone(self, ctx: CallContext, cause: str) -> State:
-        channel = ctx.data.desk_channel_id
-        await self._drop_desk(ctx, "desk_cancelled")
-        if channel is not None:
-            await ctx.tel.hangup(channel)  # a ringing desk phone gets a CANCEL
+        await self._cancel_legs(ctx, "desk_cancelled")
         return await super().on_caller_gone(ctx, cause)
+
+    async def on_lost(self, ctx: CallContext, reason: EndReason) -> State:
+        for leg in list(ctx.data.legs):
+            await self._drop_leg(ctx, leg, "desk_lost")
+        return await super().on_lost(ctx, reason)
 
 
 class Bridged(State):
@@ -764,8 +827,9 @@ class Ended(State):
         d = ctx.data
         ctx.timers.cancel_all()
         ctx.services.leave_queue()
-        if d.bridge_id is not None:
-            await ctx.tel.destroy_bridge(d.bridge_id)
+        for bridge in (d.bridge_id, d.hold_bridge_id):
+            if bridge is not None:
+                await ctx.tel.destroy_bridge(bridge)
         if d.desk is not None:
             ctx.services.release_desk(d.desk, talked=d.answered_at is not None)
         if d.roster_result is None:
@@ -783,6 +847,9 @@ class Ended(State):
         return self
 
     async def on_caller_gone(self, ctx: CallContext, cause: str) -> State:
+        return self
+
+    async def on_lost(self, ctx: CallContext, reason: EndReason) -> State:
         return self
 
 

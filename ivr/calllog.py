@@ -8,11 +8,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session, selectinload
 
 from ivr.callflow import CallData
-from ivr.clock import iso, now
+from ivr.clock import as_utc, iso, now
 from ivr.models import (
     Call,
     Callback,
@@ -23,15 +23,25 @@ from ivr.models import (
     RosterResult,
     Supervisor,
 )
+from ivr.store import insert_new
 
 REFERENCE_DIGITS = 6
+# calls that ended before a supervisor answered and whose caller should be called back: they
+# gave up while queued, or the line lost them (the app or Asterisk went down)
+CALL_BACK = (EndReason.CALLER_ABANDONED, EndReason.LOST, EndReason.ASTERISK_RESTART)
+
+
+def random_reference() -> str:
+    """A short numeric encounter reference a caller can quote (no leading zero)."""
+    return secrets.choice("123456789") + "".join(
+        secrets.choice("0123456789") for _ in range(REFERENCE_DIGITS - 1))
 
 
 def new_reference(session: Session) -> str:
     """A short numeric encounter reference a caller can quote, unique in the store."""
     for _ in range(50):
-        ref = "".join(secrets.choice("0123456789") for _ in range(REFERENCE_DIGITS))
-        if ref[0] != "0" and session.scalars(
+        ref = random_reference()
+        if session.scalars(
             select(Encounter.id).where(Encounter.reference == ref)
         ).first() is None:
             return ref
@@ -40,34 +50,46 @@ def new_reference(session: Session) -> str:
 
 def open_call(
     session: Session, channel_id: str, caller_number: str | None, started_at: datetime,
-    path: CallPath = CallPath.ARI,
+    path: CallPath = CallPath.ARI, reference: str | None = None,
 ) -> str:
-    """Create the encounter and the call row for a new caller; return the encounter reference."""
-    existing = session.scalars(select(Call).where(Call.channel_id == channel_id)).first()
-    if existing is not None:
-        return existing.encounter.reference
-    encounter = Encounter(
-        reference=new_reference(session), caller_number=caller_number, opened_at=started_at
-    )
-    call = Call(
-        channel_id=channel_id, encounter=encounter, caller_number=caller_number,
-        started_at=started_at, path=path, state="new", digits_entered="",
-    )
-    session.add_all([encounter, call])
-    session.flush()
-    session.add(CallEvent(call_id=call.id, at=started_at, kind="started",
-                          detail={"caller_number": caller_number, "path": path.value}))
-    return encounter.reference
+    """Create the encounter and the call row for a new caller; return the encounter reference.
+    Idempotent, also when several writers open the same call at once (the loser of the race
+    drops its encounter and returns the winner's reference).
+
+    ``reference``: the one the line already chose (and may have told the caller) while the
+    database was away. In the rare case another encounter took it meanwhile, the call is
+    logged as ``<reference>-2`` (then -3...) so both stay findable by what the caller says."""
+    for attempt in range(5):
+        existing = session.scalars(select(Call).where(Call.channel_id == channel_id)).first()
+        if existing is not None:
+            return existing.encounter.reference
+        ref = (new_reference(session) if reference is None
+               else reference if attempt == 0 else f"{reference}-{attempt + 1}")
+        encounter_id = insert_new(session, Encounter, "reference", reference=ref,
+                                  caller_number=caller_number, opened_at=started_at)
+        if encounter_id is None:
+            continue  # another caller got this reference meanwhile: draw again
+        call_id = insert_new(session, Call, "channel_id", channel_id=channel_id,
+                             encounter_id=encounter_id, caller_number=caller_number,
+                             started_at=started_at, path=path, state="new", digits_entered="")
+        if call_id is None:  # another writer opened this very call meanwhile
+            session.execute(delete(Encounter).where(Encounter.id == encounter_id))
+            continue
+        session.add(CallEvent(call_id=call_id, at=started_at, kind="started",
+                              detail={"caller_number": caller_number, "path": path.value,
+                                      "reference": ref}))
+        return ref
+    raise RuntimeError(f"could not open call {channel_id}")  # pragma: no cover
 
 
 def _supervisor(session: Session, desk: str | None) -> Supervisor | None:
+    """The desk's row, created when missing (by us or, in a race, by another writer)."""
     if desk is None:
         return None
     sup = session.scalars(select(Supervisor).where(Supervisor.desk == desk)).first()
     if sup is None:
-        sup = Supervisor(desk=desk, display_name=desk)
-        session.add(sup)
-        session.flush()
+        insert_new(session, Supervisor, "desk", desk=desk, display_name=desk)
+        sup = session.scalars(select(Supervisor).where(Supervisor.desk == desk)).one()
     return sup
 
 
@@ -93,9 +115,9 @@ def save(session: Session, data: CallData, kind: str, detail: dict[str, object],
     if data.ended_at is not None and sup is not None:
         sup.idle_since = data.ended_at
     session.add(CallEvent(call_id=call.id, at=at or now(), kind=kind, detail=dict(detail)))
-    if (kind == "ended" and data.end_reason is EndReason.CALLER_ABANDONED
-            and data.queued_at is not None):
-        # they waited for a supervisor and gave up: someone should call them back
+    if (kind == "ended" and data.end_reason in CALL_BACK and data.answered_at is None
+            and (data.queued_at is not None or data.end_reason is not EndReason.CALLER_ABANDONED)):
+        # they waited for a supervisor and gave up, or the line lost them: call them back
         existing = session.scalars(select(Callback).where(Callback.call_id == call.id)).first()
         if existing is None:
             session.add(Callback(call_id=call.id, caller_number=data.caller_number,
@@ -117,11 +139,11 @@ def recent_lookups(session: Session, caller_number: str | None, this_call: str,
 
 
 def ensure_desks(session: Session, desks: Iterable[str]) -> None:
-    """Make sure every configured desk phone has a supervisor row."""
+    """Make sure every configured desk phone has a supervisor row (in name order, so two
+    writers doing this at once wait for each other instead of deadlocking)."""
     known = set(session.scalars(select(Supervisor.desk)))
-    for desk in desks:
-        if desk not in known:
-            session.add(Supervisor(desk=desk, display_name=desk))
+    for desk in sorted(set(desks) - known):
+        insert_new(session, Supervisor, "desk", desk=desk, display_name=desk)
 
 
 def availability(session: Session) -> dict[str, tuple[bool, bool]]:
@@ -131,9 +153,12 @@ def availability(session: Session) -> dict[str, tuple[bool, bool]]:
 
 def set_availability(session: Session, desk: str, paused: bool, signed_out: bool,
                      reason: str = "") -> None:
-    sup = _supervisor(session, desk)
-    assert sup is not None
-    sup.paused, sup.signed_out, sup.pause_reason = paused, signed_out, reason if paused else ""
+    """Write the desk's whole availability in one UPDATE. Why not set the attributes: the ORM
+    then writes only the columns that differ from what it read, so two writers at once (the CLI
+    and a feature code) could leave one's ``paused`` beside the other's ``pause_reason``."""
+    _supervisor(session, desk)
+    session.execute(update(Supervisor).where(Supervisor.desk == desk).values(
+        paused=paused, signed_out=signed_out, pause_reason=reason if paused else ""))
 
 
 def supervisors(session: Session) -> list[dict[str, Any]]:
@@ -248,3 +273,24 @@ def ingest_fallback(session: Session, record: FallbackRecord) -> bool:
     session.add(CallEvent(call_id=call.id, at=record.ended_at, kind="fallback_logged",
                           detail={"dial_status": record.dial_status, "desk": record.desk}))
     return True
+
+
+def data_from_row(row: Call) -> CallData:
+    """What a call row says about the call (for adopting it or closing it)."""
+    data = CallData(channel_id=row.channel_id, caller_number=row.caller_number,
+                    reference=row.encounter.reference,
+                    started_at=as_utc(row.started_at) or now())
+    data.digits = row.digits_entered
+    data.roster_result = row.roster_result
+    data.state = row.state
+    data.desk_channel_id = row.desk_channel_id
+    data.bridge_id = row.bridge_id
+    data.answered_at = as_utc(row.answered_at)
+    data.answered_desk = row.supervisor.desk if row.supervisor else None
+    data.flags = {f for f in row.flags.split(",") if f}
+    data.language = row.language
+    data.desk = data.answered_desk
+    if data.desk_channel_id is not None:
+        n = data.desk_channel_id.rsplit("-desk", 1)[-1]
+        data.desk_legs = int(n) if n.isdigit() else 0
+    return data

@@ -70,6 +70,10 @@ def _port_range(env: Mapping[str, str], name: str, default: tuple[int, int]) -> 
     return lo, hi
 
 
+# how free desk phones are rung: the one idle longest, then the next; or all of them at once
+STRATEGIES = ("longest_idle", "ring_all")
+
+
 @dataclass(frozen=True)
 class EntrySettings:
     """How the caller keys the warrant number."""
@@ -97,11 +101,13 @@ class Settings:
     rtp_ports: tuple[int, int] = (20000, 20999)
     desks: tuple[str, ...] = ("desk1", "desk2", "desk3", "desk4")
     ring_timeout: float = 20.0
+    strategy: str = "longest_idle"
     hold_interval: float = 8.0
     wrap_up: float = 30.0
     auto_pause_after: int = 3
     queue_max_wait: float = 120.0
     whisper_timeout: float = 3.0
+    sweep_grace: float = 10.0
     recording: bool = True
     rate_limit: int = 5
     rate_window: float = 600.0
@@ -161,17 +167,22 @@ class Settings:
             rtp_ports=_port_range(env, "VERIFYLINE_RTP_PORTS", (20000, 20999)),
             desks=desks,
             ring_timeout=_seconds(env, "VERIFYLINE_RING_TIMEOUT", 20.0),
+            strategy=env.get("VERIFYLINE_STRATEGY") or "longest_idle",
             hold_interval=_seconds(env, "VERIFYLINE_HOLD_INTERVAL", 8.0),
             wrap_up=_seconds(env, "VERIFYLINE_WRAP_UP", 30.0, allow_zero=True),
             auto_pause_after=_int(env, "VERIFYLINE_AUTO_PAUSE", 3, 0, 100),
             queue_max_wait=_seconds(env, "VERIFYLINE_QUEUE_MAX_WAIT", 120.0),
             whisper_timeout=_seconds(env, "VERIFYLINE_WHISPER_TIMEOUT", 3.0),
+            sweep_grace=_seconds(env, "VERIFYLINE_SWEEP_GRACE", 10.0),
             recording=_flag(env, "VERIFYLINE_RECORDING", True),
             rate_limit=_int(env, "VERIFYLINE_RATE_LIMIT", 5, 1, 10000),
             rate_window=_seconds(env, "VERIFYLINE_RATE_WINDOW", 600.0),
             overflow_uri=env.get("VERIFYLINE_OVERFLOW_URI") or "sip:overflow@127.0.0.1:5099",
             entry=entry,
         )
+        if settings.strategy not in STRATEGIES:
+            raise ConfigError(f"VERIFYLINE_STRATEGY={settings.strategy!r} must be one of "
+                              f"{', '.join(STRATEGIES)}")
         if not settings.overflow_uri.startswith("sip:"):
             raise ConfigError("VERIFYLINE_OVERFLOW_URI must be a sip: URI")
         if not settings.ari_user.isalnum():

@@ -15,6 +15,7 @@ from sqlalchemy import (
     Integer,
     MetaData,
     String,
+    Text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.sql.expression import false
@@ -63,6 +64,13 @@ class EndReason(enum.StrEnum):
     NO_SUPERVISOR = "no_supervisor"  # fallback only: nobody answered; told to dial 999
     HANDED_TO_FALLBACK = "handed_to_fallback"  # the app hit an error; dialplan took over
     LOST = "lost"  # the call vanished while the app was away (closed on resync)
+    ASTERISK_RESTART = "asterisk_restart"  # Asterisk went down (crash/restart) with the call
+
+
+# The SIP From user, i.e. whatever the caller's side sends: no length is guaranteed. SQLite never
+# enforced the 80; on PostgreSQL a longer one was refused and the call went unlogged, so there
+# the column is text (migration 0006).
+CALLER_NUMBER = String(80).with_variant(Text(), "postgresql")
 
 
 def _ts() -> Mapped[datetime | None]:
@@ -107,7 +115,7 @@ class Encounter(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     reference: Mapped[str] = mapped_column(String(12), unique=True)
     officer_id: Mapped[int | None] = mapped_column(ForeignKey("officer.id"), nullable=True)
-    caller_number: Mapped[str | None] = mapped_column(String(80), nullable=True)
+    caller_number: Mapped[str | None] = mapped_column(CALLER_NUMBER, nullable=True)
     opened_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
     officer: Mapped[Officer | None] = relationship()
@@ -128,7 +136,7 @@ class Call(Base):
     # to exactly one row.
     channel_id: Mapped[str] = mapped_column(String(150), unique=True)
     encounter_id: Mapped[int] = mapped_column(ForeignKey("encounter.id"))
-    caller_number: Mapped[str | None] = mapped_column(String(80), nullable=True)
+    caller_number: Mapped[str | None] = mapped_column(CALLER_NUMBER, nullable=True)
     digits_entered: Mapped[str] = mapped_column(String(80), default="")
     roster_result: Mapped[RosterResult | None] = mapped_column(_result_enum, nullable=True)
     supervisor_id: Mapped[int | None] = mapped_column(ForeignKey("supervisor.id"), nullable=True)
@@ -178,9 +186,19 @@ class Callback(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     call_id: Mapped[int] = mapped_column(ForeignKey("call.id"), unique=True)
-    caller_number: Mapped[str | None] = mapped_column(String(80), nullable=True)
+    caller_number: Mapped[str | None] = mapped_column(CALLER_NUMBER, nullable=True)
     reference: Mapped[str] = mapped_column(String(12))
     digits_entered: Mapped[str] = mapped_column(String(80), default="")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     done_at: Mapped[datetime | None] = _ts()
     done_by: Mapped[str | None] = mapped_column(String(80), nullable=True)
+
+
+class JournalCheckpoint(Base):
+    """How far the database has applied one local journal (see ivr.journal): updated in the
+    same transaction as the entries it counts, so each entry is applied exactly once."""
+
+    __tablename__ = "journal_checkpoint"
+
+    journal_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer)

@@ -6,6 +6,7 @@ import csv
 import io
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
@@ -27,7 +28,18 @@ class Lookup:
     officer_label: str = ""
 
 
-def classify(officer: Officer | None, digits: str, at: datetime) -> RosterResult:
+class OnRoster(Protocol):
+    """What classifying a number needs to know about an officer."""
+
+    @property
+    def status(self) -> OfficerStatus: ...
+    @property
+    def on_duty_from(self) -> datetime | None: ...
+    @property
+    def on_duty_until(self) -> datetime | None: ...
+
+
+def classify(officer: OnRoster | None, digits: str, at: datetime) -> RosterResult:
     """Apply the lab-contract rules: restricted beats everything, then the duty window."""
     if not digits:
         return RosterResult.NONE_ENTERED
@@ -52,6 +64,42 @@ def lookup(session: Session, digits: str, at: datetime) -> Lookup:
     if officer is None:
         return Lookup(result)
     return Lookup(result, officer.id, f"{officer.rank} {officer.name}")
+
+
+@dataclass(frozen=True)
+class OfficerCard:
+    """One officer as the in-memory roster copy keeps them."""
+
+    id: int
+    warrant_number: str
+    label: str
+    status: OfficerStatus
+    on_duty_from: datetime | None
+    on_duty_until: datetime | None
+
+
+def officer_cards(session: Session) -> list[OfficerCard]:
+    return [OfficerCard(o.id, o.warrant_number, f"{o.rank} {o.name}", o.status,
+                        o.on_duty_from, o.on_duty_until)
+            for o in session.scalars(select(Officer))]
+
+
+class RosterCopy:
+    """The roster as last read, so a lookup still answers while the database is away (the
+    duty windows in it are absolute times, so 'on duty now' stays right)."""
+
+    def __init__(self) -> None:
+        self.cards: dict[str, OfficerCard] = {}
+        self.read_at: datetime | None = None
+
+    def replace(self, cards: list[OfficerCard], at: datetime) -> None:
+        self.cards = {c.warrant_number: c for c in cards}
+        self.read_at = at
+
+    def lookup(self, digits: str, at: datetime) -> Lookup:
+        card = self.cards.get(digits) if digits else None
+        result = classify(card, digits, at)
+        return Lookup(result) if card is None else Lookup(result, card.id, card.label)
 
 
 @dataclass(frozen=True)

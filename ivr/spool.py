@@ -53,11 +53,12 @@ def parse_line(line: str) -> FallbackRecord:
 
 
 def drain(spool_dir: Path, ingest: Callable[[FallbackRecord], None],
-          settle: float = 0.2) -> int:
+          settle: float = 0.2, committed: Callable[[], object] | None = None) -> int:
     """Move the spool aside, ingest every complete line, then delete it; return lines ingested.
 
     Asterisk opens the file for each append, so after the rename new lines go to a fresh file.
-    A file left by a crash mid-ingest is picked up again (ingest is idempotent).
+    ``committed`` is called before a batch is deleted (waits until what ``ingest`` handed on
+    is durable). A file left by a crash mid-ingest is picked up again (ingest is idempotent).
     """
     spool_dir.mkdir(parents=True, exist_ok=True)
     live = spool_dir / SPOOL_FILE
@@ -69,6 +70,8 @@ def drain(spool_dir: Path, ingest: Callable[[FallbackRecord], None],
         for record in _records(batch):
             ingest(record)
             count += 1
+        if committed is not None:
+            committed()
         batch.unlink()
     return count
 

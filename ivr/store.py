@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -9,11 +10,13 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from ivr.exceptions import StoreError
+from ivr.models import Base
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -45,11 +48,28 @@ def alembic_config(url: str) -> Config:
     return cfg
 
 
+# pg_advisory_xact_lock key: any constant nobody else uses ("VLmigrat" in ASCII)
+MIGRATION_LOCK = 0x564C6D6967726174
+
+
+def _one_migration_at_a_time(conn: Connection) -> None:
+    """The app and every CLI command migrate when they start; two at once on a database
+    without the newest schema both ran the migration and one failed half-way ("already
+    exists"). So the migrating transaction first takes a database-wide lock: the others wait,
+    then find the schema current. On SQLite, BEGIN IMMEDIATE also makes the migration one
+    transaction (pysqlite would otherwise commit each DDL statement on its own)."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
+    elif conn.dialect.name == "sqlite":
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
 def migrate(engine: Engine) -> None:
     """Bring the schema to the newest migration."""
     cfg = alembic_config(engine.url.render_as_string(hide_password=False))
     try:
         with engine.begin() as conn:
+            _one_migration_at_a_time(conn)
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
     except OperationalError as exc:
@@ -60,12 +80,37 @@ def is_migrated(engine: Engine) -> bool:
     return "call" in inspect(engine).get_table_names()
 
 
+def insert_new(session: Session, model: type[Base], key: str, **values: Any) -> int | None:
+    """INSERT a row unless its unique ``key`` is taken; return the new row's id, or None.
+
+    Why: check-then-insert races when two writers (the app and the CLI, or two app
+    processes) create the same row at once; the loser got an IntegrityError and lost its whole
+    transaction. ON CONFLICT DO NOTHING waits for the other writer and then yields instead,
+    on both backends, without a SAVEPOINT (which pysqlite's transaction handling breaks).
+    """
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        pg = postgresql.insert(model).values(**values).on_conflict_do_nothing(index_elements=[key])
+        statement = pg.returning(model.__table__.c.id)
+    elif dialect == "sqlite":
+        lite = sqlite.insert(model).values(**values).on_conflict_do_nothing(index_elements=[key])
+        statement = lite.returning(model.__table__.c.id)
+    else:
+        raise StoreError(f"unsupported database {dialect!r}: use sqlite or postgresql")
+    new_id: int | None = session.scalar(statement)
+    return new_id
+
+
 class Store:
     """One engine and its session factory."""
 
     def __init__(self, url: str) -> None:
         self.engine = make_engine(url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # a Store dropped without dispose() (a one-off CLI or test helper) must still close its
+        # pooled connections: PostgreSQL server slots are finite, and psycopg warns about a
+        # connection that is garbage-collected open
+        weakref.finalize(self, self.engine.dispose)
 
     @contextmanager
     def session(self) -> Iterator[Session]:

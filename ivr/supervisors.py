@@ -101,16 +101,17 @@ class DeskPool:
                    and not self.status[d].signed_out for d in self.desks)
 
     def reserve(self, presence: Mapping[str, DeskPresence], call_key: str,
-                exclude: frozenset[str] = frozenset(), at: datetime | None = None
-                ) -> str | None:
-        """Reserve the best free desk for this caller if it is their turn, else None."""
+                exclude: frozenset[str] = frozenset(), at: datetime | None = None,
+                every: bool = False) -> list[str]:
+        """If it is this caller's turn, reserve the best free desk for them (``every``: all
+        free desks, for ring-all) and return what was reserved, best first."""
         if call_key in self._queue and self._first_unserved() != call_key:
-            return None  # someone has waited longer
+            return []  # someone has waited longer
         free = self.free(presence, exclude, at)
-        if not free:
-            return None
-        self._reserved[free[0]] = call_key
-        return free[0]
+        taken = free if every else free[:1]
+        for desk in taken:
+            self._reserved[desk] = call_key
+        return taken
 
     def hold(self, desk: str, call_key: str) -> None:
         """Mark a desk as taken by a call found already in progress (after a restart)."""

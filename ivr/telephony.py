@@ -31,10 +31,9 @@ class Telephony(Protocol):
 
     async def stop_playback(self, playback_id: str) -> None: ...
 
-    async def ring(self, channel_id: str) -> None:
-        """Let the (answered) caller hear ringback."""
-
-    async def stop_ring(self, channel_id: str) -> None: ...
+    async def hold(self, channel_id: str, bridge_id: str) -> None:
+        """Put the caller in a holding bridge of their own: the switch plays them music on
+        hold whenever nothing else plays, and keeps doing so if the app dies. Idempotent."""
 
     async def originate(
         self, desk: str, channel_id: str, display: str, caller_number: str, timeout: float
@@ -43,7 +42,7 @@ class Telephony(Protocol):
         switch could not even start ringing it."""
 
     async def create_bridge(self, bridge_id: str, channel_ids: Sequence[str]) -> None:
-        """Create a mixing bridge holding these channels."""
+        """Create a mixing bridge holding these channels (moved out of any bridge they are in)."""
 
     async def destroy_bridge(self, bridge_id: str) -> None: ...
 
@@ -82,8 +81,9 @@ class CallServices(Protocol):
     async def lookup(self, digits: str) -> LookupResult:
         """What the roster says, and whether this caller is over the lookup rate."""
 
-    async def pick_desk(self, call_key: str, exclude: frozenset[str]) -> str | None:
-        """Reserve and return the free desk phone that has been idle longest, or None."""
+    async def pick_desks(self, call_key: str, exclude: frozenset[str], every: bool) -> list[str]:
+        """If it is this caller's turn, reserve the free desk phone idle longest (``every``:
+        every free desk phone, for ring-all) and return what was reserved."""
 
     def release_desk(self, desk: str, talked: bool) -> None:
         """Give a reserved desk back; ``talked`` restarts its idle time (and its wrap-up)."""

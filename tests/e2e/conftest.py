@@ -3,6 +3,7 @@ ports of their own; every test then uses real SIP phones (sipp) and leaves Aster
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
@@ -21,6 +22,7 @@ from ivr import calllog
 from ivr.config import Settings
 from ivr.store import Store
 from tests.e2e.phones import Caller, DeskPhone
+from tests.e2e.rtp import RtpPhone
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO_ROSTER = REPO / "ivr" / "demo_roster.csv"
@@ -38,6 +40,7 @@ LAB_ENV = {
     "VERIFYLINE_AUTO_PAUSE": "2",
     "VERIFYLINE_QUEUE_MAX_WAIT": "30",
     "VERIFYLINE_OVERFLOW_URI": "sip:overflow@127.0.0.1:25099",
+    "VERIFYLINE_SWEEP_GRACE": "2",
 }
 OVERFLOW_PORT = 25099
 
@@ -67,12 +70,27 @@ class Lab:
     def instance(self) -> lab.Instance:
         return lab.instance(self.settings)
 
-    def verifyline(self, *args: str) -> str:
-        """Run the real CLI, as outside tools do."""
-        result = subprocess.run([sys.executable, "-m", "ari_app", *args], env=self.env,
+    def verifyline(self, *args: str, env: dict[str, str] | None = None) -> str:
+        """Run the real CLI, as outside tools do (``env``: extra settings)."""
+        result = subprocess.run([sys.executable, "-m", "ari_app", *args],
+                                env={**self.env, **(env or {})},
                                 capture_output=True, text=True, timeout=60)
         assert result.returncode == 0, result.stderr
         return result.stdout
+
+    def restart_app(self, **settings: str | None) -> None:
+        """Restart the app with these VERIFYLINE_* settings changed (None: back to the lab's)."""
+        inst = self.instance
+        lab.stop_app(inst)
+        for name, value in settings.items():
+            if value is None:
+                os.environ.pop(name, None)
+                if name in LAB_ENV or name in self.env:
+                    os.environ[name] = self.env[name]
+            else:
+                os.environ[name] = value
+        lab.start_app(inst)
+        poll("the app back", lambda: lab.app_connected(inst))
 
     def calls(self) -> list[dict[str, Any]]:
         calls: list[dict[str, Any]] = json.loads(self.verifyline("calls", "list", "--json"))
@@ -123,9 +141,12 @@ class Lab:
 
 
 @pytest.fixture(scope="session")
-def lab_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+def lab_session(tmp_path_factory: pytest.TempPathFactory,
+                lab_db_env: dict[str, str]) -> Iterator[Lab]:
     home = tmp_path_factory.mktemp("lab")
-    env = {**os.environ, **LAB_ENV, "VERIFYLINE_HOME": str(home)}
+    # lab_db_env (tests/conftest.py): VERIFYLINE_DB_URL of a fresh PostgreSQL database when
+    # VERIFYLINE_TEST_DB=postgresql
+    env = {**os.environ, **LAB_ENV, **lab_db_env, "VERIFYLINE_HOME": str(home)}
     saved = dict(os.environ)
     os.environ.update(env)
     settings = Settings.from_env(env).with_secrets()
@@ -171,3 +192,55 @@ def the_lab(lab_session: Lab) -> Iterator[Lab]:
         for b in lab_session.bridges():
             lab_session.ari.delete(f"/bridges/{b['id']}")
         pytest.fail(f"Asterisk still held channels/bridges after the test: {left}")
+
+
+# --- a caller with an ear: hears and keys on the RTP level ---------------------------------
+
+_rtp_ports = itertools.count(40000, 2)
+
+
+class Listener:
+    """A caller whose ear and keypad are an RtpPhone; sipp does the SIP side."""
+
+    def __init__(self, the_lab: Lab, number: str) -> None:
+        self.lab = the_lab
+        self.number = number
+        self.phone = RtpPhone(next(_rtp_ports))
+        self.sip: Caller = the_lab.caller(number, scenario="caller_listen",
+                                          extra=("-key", "rtp_port", str(self.phone.port)))
+        self.t0 = self.phone.wait_for_audio()
+
+    def channel(self) -> dict[str, Any]:
+        # desk legs show the caller's number too: the caller's own leg is on the trunk
+        return poll("the caller's channel", lambda: next(
+            (c for c in self.lab.channels() if c["caller"]["number"] == self.number
+             and c["name"].startswith("PJSIP/trunk-")), None))
+
+    def hang_up(self) -> None:
+        """End the call from the line's side (sipp answers the BYE)."""
+        ch = self.channel()
+        self.lab.ari.delete(f"/channels/{ch['id']}")
+        assert self.sip.wait(30) == 0, self.sip.failure()
+        self.phone.close()
+
+    def bridged_at(self, timeout: float = 30) -> float:
+        me = self.channel()["id"]
+        poll("the caller to be bridged with a desk", lambda: any(
+            me in b["channels"] and len(b["channels"]) == 2 for b in self.lab.bridges()),
+            timeout=timeout, every=0.05)
+        return time.monotonic()
+
+
+@pytest.fixture
+def listener(the_lab: Lab) -> Iterator[Any]:
+    made: list[Listener] = []
+
+    def make(number: str) -> Listener:
+        made.append(Listener(the_lab, number))
+        return made[-1]
+
+    yield make
+    for each in made:
+        each.phone.close()
+        each.sip.kill()
+

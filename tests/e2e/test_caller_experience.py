@@ -4,11 +4,9 @@ treatment whatever the roster says, rate flagging, and every bad input or hang-u
 
 from __future__ import annotations
 
-import itertools
 import re
 import subprocess
 import time
-from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from datetime import datetime
 from pathlib import Path
@@ -18,59 +16,10 @@ import pytest
 
 from ivr import prompts
 from tests.e2e.conftest import OVERFLOW_PORT, Lab, poll
-from tests.e2e.phones import ANNOUNCE_MS, Caller, control_room, dtmf_ms
-from tests.e2e.rtp import RtpPhone, similarity, wav_envelope
+from tests.e2e.phones import ANNOUNCE_MS, control_room, dtmf_ms
+from tests.e2e.rtp import similarity, wav_envelope
 
 pytestmark = pytest.mark.e2e
-_rtp_ports = itertools.count(40000, 2)
-
-
-class Listener:
-    """A caller whose ear and keypad are an RtpPhone; sipp does the SIP side."""
-
-    def __init__(self, the_lab: Lab, number: str) -> None:
-        self.lab = the_lab
-        self.number = number
-        self.phone = RtpPhone(next(_rtp_ports))
-        self.sip: Caller = the_lab.caller(number, scenario="caller_listen",
-                                          extra=("-key", "rtp_port", str(self.phone.port)))
-        self.t0 = self.phone.wait_for_audio()
-
-    def channel(self) -> dict[str, Any]:
-        # desk legs show the caller's number too: the caller's own leg is on the trunk
-        return poll("the caller's channel", lambda: next(
-            (c for c in self.lab.channels() if c["caller"]["number"] == self.number
-             and c["name"].startswith("PJSIP/trunk-")), None))
-
-    def hang_up(self) -> None:
-        """End the call from the line's side (sipp answers the BYE)."""
-        ch = self.channel()
-        self.lab.ari.delete(f"/channels/{ch['id']}")
-        assert self.sip.wait(30) == 0, self.sip.failure()
-        self.phone.close()
-
-    def bridged_at(self, timeout: float = 30) -> float:
-        me = self.channel()["id"]
-        poll("the caller to be bridged with a desk", lambda: any(
-            me in b["channels"] and len(b["channels"]) == 2 for b in self.lab.bridges()),
-            timeout=timeout, every=0.05)
-        return time.monotonic()
-
-
-@pytest.fixture
-def listener(the_lab: Lab) -> Iterator[Any]:
-    made: list[Listener] = []
-
-    def make(number: str) -> Listener:
-        made.append(Listener(the_lab, number))
-        return made[-1]
-
-    yield make
-    for each in made:
-        each.phone.close()
-        each.sip.kill()
-
-
 def prompt_envelope(lang: str, prompt_id: str, seconds: float, skip: float = 0.0) -> list[float]:
     env = wav_envelope(prompts.path(lang, prompt_id), seconds + skip)
     return env[int(skip * 50):]

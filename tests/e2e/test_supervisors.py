@@ -6,17 +6,21 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
+import signal
 import statistics
 import struct
 import subprocess
 import time
 import wave
+from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any
 
 import pytest
 
+from ari_app import lab
 from tests.e2e.conftest import LAB_ENV, OVERFLOW_PORT, Lab, poll
 from tests.e2e.phones import ANNOUNCE_MS, SCENARIOS, control_room, dtmf_ms
 
@@ -289,3 +293,105 @@ def test_given_recording_on_then_the_bridged_conversation_is_recorded_and_not_si
     assert seconds > 1.0 and level > 100
     heard = [e["prompt"] for e in the_lab.timeline(call["id"]) if e["kind"] == "prompt"]
     assert any("recorded" in p for p in heard), "the caller was not told"
+
+
+# --- holding with music, ring-all, the control room alongside the desks ------------------
+
+
+def test_given_caller_on_hold_when_the_app_dies_then_the_music_goes_on_and_they_are_found(
+        the_lab, listener):
+    # desk2 is signed in (so no overflow) but paused: the caller has to wait
+    the_lab.desk("desk2")
+    the_lab.verifyline("supervisors", "pause", "desk2")
+    time.sleep(1.5)
+    caller = listener("07700900301")
+    time.sleep(2.0)
+    caller.phone.send_digits("123456#")
+    time.sleep(0.6)
+    caller.phone.send_digits("1")
+    me = caller.channel()["id"]
+    poll("the caller in a holding bridge of their own", lambda: any(
+        b["bridge_type"] == "holding" and b["channels"] == [me] for b in the_lab.bridges()))
+    time.sleep(ANNOUNCE_MS / 1000 + 1)  # the reference has been read out: music now
+    on_hold = time.monotonic()
+    time.sleep(4)
+
+    # the app dies and (its supervisor killed first) stays down for a while
+    inst = the_lab.instance
+    supervisor, pid = lab.read_pid(inst.supervisor_pidfile), lab.read_pid(inst.app_pidfile)
+    assert supervisor is not None and pid is not None
+    os.kill(supervisor, signal.SIGKILL)
+    os.kill(pid, signal.SIGKILL)
+    poll("the app to be dead", lambda: not lab.running(pid))
+    down = time.monotonic()
+    time.sleep(6)  # nobody is serving the line now
+    lab.start_app(inst)
+    poll("the app back", lambda: lab.app_connected(inst))
+    back = time.monotonic()
+    the_lab.verifyline("supervisors", "available", "desk2")
+    caller.bridged_at(timeout=30)
+
+    def loud(start: float, end: float) -> float:
+        frames = caller.phone.frames(start, end)
+        return sum(1 for _, r in frames if r >= 150) / max(1, len(frames))
+
+    print(f"\n[figure] on hold: loud frames {loud(on_hold, down):.0%} with the app, "
+          f"{loud(down, back):.0%} without it; longest silence without the app "
+          f"{caller.phone.longest_silence(down, back):.2f} s")
+    assert loud(down, back) > 0.5, "the caller heard silence while the app was down"
+    assert caller.phone.longest_silence(down, back) < 2.0
+    caller.hang_up()
+    call = the_lab.ended_call_from("07700900301")
+    assert call["supervisor"] == "desk2" and call["path"] == "ari"
+    kinds = [e["kind"] for e in the_lab.timeline(call["id"])]
+    assert kinds.count("ended") == 1 and "bridged" in kinds
+
+
+@pytest.fixture
+def ring_all(the_lab: Lab) -> Iterator[None]:
+    """The app restarted with VERIFYLINE_STRATEGY=ring_all, and back to the default after."""
+    the_lab.restart_app(VERIFYLINE_STRATEGY="ring_all")
+    try:
+        yield
+    finally:
+        the_lab.restart_app(VERIFYLINE_STRATEGY=None)
+
+
+def test_given_ring_all_then_every_free_desk_rings_and_the_first_to_answer_takes_it(
+        the_lab, ring_all):
+    ignoring = [the_lab.desk("desk1", "desk_ignore"), the_lab.desk("desk3", "desk_ignore")]
+    the_lab.desk("desk2")
+
+    call = one_call(the_lab, "07700900311")
+
+    events = the_lab.timeline(call["id"])
+    ringing = [e for e in events if e["kind"] == "desk_ringing"]
+    assert sorted(e["desk"] for e in ringing) == ["desk1", "desk2", "desk3"]
+    assert at(ringing[-1]) - at(ringing[0]) < 1.0  # all at once
+    assert call["supervisor"] == "desk2"
+    cancelled = {e["desk"] for e in events if e["kind"] == "desk_cancelled"}
+    assert cancelled == {"desk1", "desk3"}
+    for phone in ignoring:
+        assert phone.received()[:2] == ["INVITE", "CANCEL"]
+    # a phone that was cancelled because another answered is not held against it
+    assert all(not r["paused"] for r in supervisors(the_lab))
+
+
+def test_given_the_control_room_does_not_answer_then_it_and_the_desks_are_tried_until_one_does(
+        the_lab):
+    the_lab.desk("desk1", "desk_answer_hangup", talk_ms=3000)
+    the_lab.verifyline("supervisors", "pause", "desk1")  # signed in, not taking calls
+    max_wait = float(LAB_ENV["VERIFYLINE_QUEUE_MAX_WAIT"])
+    caller = the_lab.caller("07700900321", "123456#1", scenario="caller_waits")
+    # nobody is at the control room either (nothing listens on its address)
+    call = poll("the control room to be tried twice", lambda: (
+        c := the_lab.call_from("07700900321")) and sum(
+        1 for e in the_lab.timeline(c["id"])
+        if e["kind"] == "desk_ringing" and e["desk"] == "overflow") >= 2 and c,
+        timeout=max_wait + 30, every=0.5)
+    the_lab.verifyline("supervisors", "available", "desk1")
+
+    assert caller.wait(120) == 0, caller.failure()
+    call = the_lab.ended_call_from("07700900321")
+    assert call["supervisor"] == "desk1"
+    assert call["end_reason"] in ("caller_hangup", "supervisor_hangup")

@@ -32,11 +32,8 @@ class FakeTelephony:
     async def stop_playback(self, playback_id: str) -> None:
         self.requests.append(("stop_playback", playback_id))
 
-    async def ring(self, channel_id: str) -> None:
-        self.requests.append(("ring", channel_id))
-
-    async def stop_ring(self, channel_id: str) -> None:
-        self.requests.append(("stop_ring", channel_id))
+    async def hold(self, channel_id: str, bridge_id: str) -> None:
+        self.requests.append(("hold", channel_id, bridge_id))
 
     async def originate(self, desk: str, channel_id: str, display: str, caller_number: str,
                         timeout: float) -> bool:
@@ -94,8 +91,9 @@ class FakeServices:
         return LookupResult(self.roster.get(digits, RosterResult.UNKNOWN), None, "",
                             flagged=self.flag_lookups)
 
-    async def pick_desk(self, call_key: str, exclude: frozenset[str]) -> str | None:
-        return self.pool.reserve(await self.tel.desk_presence(self.desks), call_key, exclude)
+    async def pick_desks(self, call_key: str, exclude: frozenset[str], every: bool) -> list[str]:
+        return self.pool.reserve(await self.tel.desk_presence(self.desks), call_key, exclude,
+                                 every=every)
 
     def release_desk(self, desk: str, talked: bool) -> None:
         self.pool.release(desk, talked, call_key=self.call_key)
@@ -135,12 +133,13 @@ OFFLINE = DeskPresence(registered=False, in_use=False)
 def make_call(presence: dict[str, DeskPresence] | None = None,
               roster: dict[str, RosterResult] | None = None,
               entry: EntrySettings | None = None, emergency: str | None = None,
-              recording: bool = False,
+              recording: bool = False, ring_all: bool = False,
               ) -> tuple[Call, FakeTelephony, FakeTimers, FakeServices]:
     tel = FakeTelephony(presence=dict(presence or {"desk1": ONLINE, "desk2": ONLINE}))
     timers = FakeTimers()
     services = FakeServices(tel, roster=dict(roster or {}))
     data = CallData(channel_id="c1", caller_number="07700900123", reference="123456")
     settings = FlowSettings(entry=entry or EntrySettings(), ring_timeout=20, hold_interval=8,
-                            emergency_endpoint=emergency, recording=recording)
+                            emergency_endpoint=emergency, recording=recording,
+                            ring_all=ring_all)
     return Call(CallContext(data, tel, timers, services, settings)), tel, timers, services

@@ -94,18 +94,32 @@ async def test_given_on_duty_number_when_hash_then_connecting_prompt_and_desk_ri
     originate = tel.ops("originate")[0]
     assert originate[1:3] == ("desk1", "c1-desk1")
     assert "ON DUTY 123456" in str(originate[3])
-    assert timers.running["ring"] == 20
+    assert timers.running["ring:c1-desk1"] == 20
     assert "roster_checked" in services.kinds()
 
 
-async def test_given_connecting_prompt_done_then_caller_hears_ringback() -> None:
-    call, tel, _, _ = make_call()
+async def test_given_caller_connecting_then_they_wait_in_a_holding_bridge_of_their_own() -> None:
+    call, tel, _, services = make_call()
     await call.start()
+
     await key(call, "123456#1")
 
-    await call.dispatch(PlaybackDone(last_playback(tel)))
+    hold = tel.requests.index(("hold", "c1", "c1-hold"))
+    reference = next(i for i, r in enumerate(tel.requests)
+                     if r[0] == "play" and "en/reference" in r[3])
+    assert hold < reference  # music on hold under the prompts, from the first one on
+    assert "on_hold" in services.kinds()
 
-    assert tel.requests[-1] == ("ring", "c1")
+
+async def test_given_caller_on_hold_when_bridged_then_the_holding_bridge_goes() -> None:
+    call, tel, _, _ = make_call()
+    await call.start()
+    await connect(call, tel, "123456")
+
+    await answer_desk(call)
+
+    bridged = tel.requests.index(("create_bridge", "c1-bridge", ("c1", "c1-desk1")))
+    assert tel.requests.index(("destroy_bridge", "c1-hold")) > bridged
 
 
 async def test_given_desk_ringing_when_desk_answers_then_both_legs_bridged() -> None:
@@ -117,7 +131,6 @@ async def test_given_desk_ringing_when_desk_answers_then_both_legs_bridged() -> 
 
     assert isinstance(call.state, Bridged)
     assert ("create_bridge", "c1-bridge", ("c1", "c1-desk1")) in tel.requests
-    assert ("stop_ring", "c1") in tel.requests
     assert call.ctx.data.answered_desk == "desk1"
     assert timers.running == {}
     assert "bridged" in services.kinds()
@@ -156,7 +169,7 @@ async def test_given_desk_ringing_when_ring_timeout_then_next_desk_rings() -> No
     await call.start()
     await key(call, "123456#1")
 
-    await call.dispatch(TimerFired("ring"))
+    await call.dispatch(TimerFired("ring:c1-desk1"))
 
     assert ("hangup", "c1-desk1") in tel.requests
     assert tel.ops("originate")[-1][1:3] == ("desk2", "c1-desk2")
@@ -267,7 +280,7 @@ async def test_given_any_roster_result_then_caller_hears_the_same_prompts() -> N
         await call.dispatch(PlaybackDone(last_playback(tel)))
         # the same prompts in the same order; only the caller's own digits differ
         played = [tuple("digit" if "/digit_" in m else m for m in r[3]) for r in tel.ops("play")]
-        heard.append([*played, *(r[0] for r in tel.ops("ring"))])
+        heard.append([*played, *(r[0] for r in tel.ops("hold"))])
     assert heard[0] == heard[1] == heard[2]
 
 
@@ -301,7 +314,7 @@ async def test_given_late_desk_answer_after_timeout_then_that_leg_is_hung_up() -
     call, tel, _, _ = make_call()
     await call.start()
     await connect(call, tel, "123456")
-    await call.dispatch(TimerFired("ring"))
+    await call.dispatch(TimerFired("ring:c1-desk1"))
 
     await call.dispatch(DeskAnswered("c1-desk1"))
 
@@ -547,3 +560,99 @@ async def test_given_whisper_confirmed_while_a_hold_prompt_plays_then_bridged_at
     await answer_desk(call)
 
     assert isinstance(call.state, Bridged)
+
+
+# --- ring-all, and the control room alongside the desks ----------------------------------
+
+
+async def test_given_ring_all_then_every_free_desk_rings_and_the_first_answer_takes_it() -> None:
+    call, tel, _timers, services = make_call(
+        presence={"desk1": ONLINE, "desk2": ONLINE, "desk3": BUSY}, ring_all=True)
+    services.desks = ("desk1", "desk2", "desk3")
+    await call.start()
+    await connect(call, tel, "123456")
+    assert [o[1] for o in tel.ops("originate")] == ["desk1", "desk2"]
+
+    await answer_desk(call, "c1-desk2")
+
+    assert ("hangup", "c1-desk1") in tel.requests  # the other phone stops ringing
+    assert ("desk1", False) in services.released
+    assert services.pool.status["desk1"].no_answers == 0  # not held against desk1
+    assert ("create_bridge", "c1-bridge", ("c1", "c1-desk2")) in tel.requests
+    assert call.ctx.data.answered_desk == "desk2"
+
+
+async def test_given_ring_all_when_nobody_answers_then_all_ring_again_after_a_pause() -> None:
+    call, tel, timers, _services = make_call(ring_all=True)
+    await call.start()
+    await connect(call, tel, "123456")
+
+    await call.dispatch(TimerFired("ring:c1-desk1"))
+    await call.dispatch(TimerFired("ring:c1-desk2"))
+    assert len(tel.ops("originate")) == 2 and "retry" in timers.running
+    await call.dispatch(TimerFired("retry"))
+
+    assert [o[1] for o in tel.ops("originate")[2:]] == ["desk1", "desk2"]
+
+
+async def test_given_max_wait_then_the_control_room_rings_alongside_the_desks() -> None:
+    call, tel, _, _services = make_call(emergency="overflow")
+    await call.start()
+    await connect(call, tel, "123456")
+    assert [o[1] for o in tel.ops("originate")] == ["desk1"]
+
+    await call.dispatch(TimerFired("max_wait"))
+
+    assert [o[1] for o in tel.ops("originate")] == ["desk1", "overflow"]
+    assert ("hangup", "c1-desk1") not in tel.requests  # desk1 keeps ringing
+    await call.dispatch(TimerFired("ring:c1-desk1"))
+    assert tel.ops("originate")[-1][1] == "desk2"  # desks go on in turn beside it
+
+
+async def test_given_control_room_does_not_answer_then_it_is_tried_again_with_the_desks() -> None:
+    call, tel, timers, _ = make_call(presence={"desk1": BUSY}, emergency="overflow")
+    await call.start()
+    await key(call, "*9")
+    assert [o[1] for o in tel.ops("originate")] == ["overflow"]
+
+    tel.presence["desk1"] = ONLINE
+    await call.dispatch(TimerFired("ring:c1-desk1"))  # the control room rang out
+
+    assert [o[1] for o in tel.ops("originate")] == ["overflow", "desk1"]
+    assert "overflow_retry" in timers.running
+    await call.dispatch(TimerFired("overflow_retry"))
+    assert [o[1] for o in tel.ops("originate")] == ["overflow", "desk1", "overflow"]
+    assert isinstance(call.state, Connecting)  # never hung up on
+
+
+async def test_given_emergency_then_desks_wait_while_the_control_room_rings_first() -> None:
+    call, tel, _, _ = make_call(emergency="overflow")
+    await call.start()
+
+    await key(call, "*9")
+    await call.dispatch(TimerFired("retry"))
+
+    assert [o[1] for o in tel.ops("originate")] == ["overflow"]
+
+
+async def test_given_control_room_answers_then_ringing_desks_are_cancelled() -> None:
+    call, tel, _, _services = make_call(emergency="overflow")
+    await call.start()
+    await connect(call, tel, "123456")
+    await call.dispatch(TimerFired("max_wait"))
+
+    await answer_desk(call, "c1-desk2")  # the control room's leg
+
+    assert ("hangup", "c1-desk1") in tel.requests
+    assert ("create_bridge", "c1-bridge", ("c1", "c1-desk2")) in tel.requests
+    assert call.ctx.data.answered_desk == "overflow"
+
+
+async def test_given_a_waiting_call_adopted_after_a_restart_then_no_reference_again() -> None:
+    call, tel, _, services = make_call()
+
+    await call.start(Connecting(resumed=True))
+
+    assert not tel.ops("play")  # music on hold went on all along; a desk rings at once
+    assert tel.ops("originate")[0][1] == "desk1"
+    assert "resumed" in services.kinds()

@@ -104,6 +104,39 @@ def test_given_migrations_applied_then_the_schema_matches_the_models(store):
         assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
 
 
+def test_given_newest_migration_undone_and_redone_then_the_schema_matches_the_models(store):
+    from alembic import command
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from ivr.models import Base
+    from ivr.store import alembic_config
+
+    cfg = alembic_config(store.engine.url.render_as_string(hide_password=False))
+    with store.engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "-1")
+        command.upgrade(cfg, "head")
+    with store.engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
+
+
+def test_given_a_caller_number_longer_than_any_phone_number_then_the_call_is_logged(store):
+    number = "sip-user-" + "9" * 120  # the SIP From user: whatever the far end sends
+    started = datetime(2026, 11, 24, 12, tzinfo=UTC)
+    with store.session() as s:
+        ref = calllog.open_call(s, "3.1", number, started)
+    data = CallData(channel_id="3.1", caller_number=number, reference=ref, started_at=started,
+                    queued_at=started, ended_at=started, end_reason=EndReason.CALLER_ABANDONED,
+                    state="ended")
+    with store.session() as s:
+        calllog.save(s, data, "ended", {"reason": "caller_abandoned"})
+    with store.session() as s:
+        (call,) = calllog.list_calls(s)
+        (cb,) = calllog.callbacks(s)
+    assert call["caller_number"] == cb["caller_number"] == number
+
+
 def test_given_caller_abandons_while_queued_then_one_callback_is_listed(store):
     started = datetime(2026, 11, 24, 12, tzinfo=UTC)
     with store.session() as s:

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from ari_app.service import LoopTimers, caller_channel_of
+from ari_app.service import LoopTimers, caller_channel_of, flow_settings
 from ivr.config import Settings
 from ivr.exceptions import ConfigError
 from ivr.supervisors import DeskPool
@@ -30,16 +30,16 @@ def test_given_busy_unregistered_or_reserved_desks_then_never_chosen():
     pool = DeskPool(["desk1", "desk2", "desk3", "desk4"], {})
     presence = {"desk1": DeskPresence(True, True), "desk2": DeskPresence(False, False),
                 "desk3": ON, "desk4": ON}
-    assert pool.reserve(presence, "a") == "desk3"
-    assert pool.reserve(presence, "b") == "desk4"
-    assert pool.reserve(presence, "c") is None
+    assert pool.reserve(presence, "a") == ["desk3"]
+    assert pool.reserve(presence, "b") == ["desk4"]
+    assert pool.reserve(presence, "c") == []
 
 
 def test_given_desk_talked_when_released_then_it_goes_to_the_back():
     pool = DeskPool(["desk1", "desk2"], {})
     presence = {"desk1": ON, "desk2": ON}
-    desk = pool.reserve(presence, "a")
-    pool.release(desk or "", talked=True)
+    [desk] = pool.reserve(presence, "a")
+    pool.release(desk, talked=True)
     assert pool.free(presence) == ["desk2", "desk1"]
 
 
@@ -89,8 +89,8 @@ def test_given_callers_waiting_then_a_free_desk_goes_to_the_longest_waiting():
         pool.join(key)
     presence = {"desk1": ON}
 
-    assert pool.reserve(presence, "second") is None  # not their turn
-    assert pool.reserve(presence, "first") == "desk1"
+    assert pool.reserve(presence, "second") == []  # not their turn
+    assert pool.reserve(presence, "first") == ["desk1"]
     assert pool.waiting() == ["first", "second", "third"]
 
 
@@ -101,6 +101,20 @@ def test_given_emergency_then_it_goes_to_the_front_of_the_queue():
     pool.join("c", emergency=True)
     assert pool.waiting() == ["c", "a", "b"]
     assert pool.position("a") == 2
+
+
+def test_given_ring_all_then_every_free_desk_is_reserved_for_the_caller_whose_turn_it_is():
+    pool = DeskPool(["desk1", "desk2", "desk3"], {})
+    pool.join("first")
+    pool.join("second")
+    presence = {"desk1": ON, "desk2": DeskPresence(True, True), "desk3": ON}
+
+    assert pool.reserve(presence, "second", every=True) == []  # not their turn
+    assert pool.reserve(presence, "first", every=True) == ["desk1", "desk3"]
+    assert pool.reserve(presence, "second", every=True) == []  # nothing left free
+
+    pool.release("desk3", talked=False, call_key="first")  # desk1 answered first
+    assert pool.reserve(presence, "second", every=True) == ["desk3"]
 
 
 def test_given_wrap_up_then_desk_rests_before_the_next_offer():
@@ -137,9 +151,29 @@ def test_given_paused_or_signed_out_then_never_offered_and_signed_out_counts_as_
 def test_given_a_call_releases_a_desk_it_does_not_hold_then_the_holder_keeps_it():
     pool = DeskPool(["desk1"], {})
     presence = {"desk1": ON}
-    assert pool.reserve(presence, "a") == "desk1"
+    assert pool.reserve(presence, "a") == ["desk1"]
 
     pool.release("desk1", talked=False, call_key="b")
 
     assert pool.reserved_for("desk1") == "a"
     assert pool.free(presence) == []
+
+
+def test_given_queue_settings_in_the_environment_then_the_call_flow_gets_them(tmp_path):
+    settings = Settings.from_env({"VERIFYLINE_HOME": str(tmp_path),
+                                  "VERIFYLINE_STRATEGY": "ring_all",
+                                  "VERIFYLINE_RING_TIMEOUT": "7",
+                                  "VERIFYLINE_QUEUE_MAX_WAIT": "45",
+                                  "VERIFYLINE_WHISPER_TIMEOUT": "2",
+                                  "VERIFYLINE_RECORDING": "off"})
+
+    flow = flow_settings(settings)
+
+    assert (flow.ring_all, flow.ring_timeout, flow.queue_max_wait, flow.whisper_timeout,
+            flow.recording) == (True, 7.0, 45.0, 2.0, False)
+    assert flow.emergency_endpoint == "overflow"
+
+
+def test_given_an_unknown_strategy_then_the_setting_is_refused(tmp_path):
+    with pytest.raises(ConfigError, match="VERIFYLINE_STRATEGY"):
+        Settings.from_env({"VERIFYLINE_HOME": str(tmp_path), "VERIFYLINE_STRATEGY": "random"})

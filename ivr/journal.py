@@ -1,0 +1,310 @@
+"""Durable call logging: every write goes to a local append-only journal (fsync'd) first,
+then to the database, in order and exactly once.
+
+"The encounter is properly recorded" must hold when the database is down: calls keep flowing,
+their log writes wait in the journal, and are replayed when the database is back. The
+database keeps, per journal, the sequence number of the last entry it applied
+(``journal_checkpoint``), updated in the same transaction as the entry's own writes — so an
+entry is applied once however often replay runs (a crash between the database commit and
+the journal's compaction, a restart, an hour-long outage).
+
+File format (one JSON object per line)::
+
+    {"journal": "<uuid>", "base": 1}                   header: id, seq of the first entry
+    {"seq": 1, "op": "open", "args": {...}}            entries, in order
+
+A torn last line (a crash in the middle of a write) is dropped on open. When every entry is
+applied and the file has grown, it is replaced (atomically) by a new one holding only the
+header, so the journal stays small in normal running.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.orm import Session
+
+from ivr.models import JournalCheckpoint
+from ivr.store import Store
+
+log = logging.getLogger(__name__)
+
+COMPACT_BYTES = 256 * 1024
+BATCH = 200  # entries applied in one database transaction
+
+
+@dataclass(frozen=True)
+class Entry:
+    seq: int
+    op: str
+    args: dict[str, Any]
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class Journal:
+    """The append-only file. Not thread-safe: one writer thread owns it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.entries: list[Entry] = []  # written, not yet known to be applied
+        if path.exists():
+            self._load()
+        else:
+            self.journal_id = str(uuid.uuid4())
+            self._next = 1
+            self._rewrite()
+        self._file = open(path, "ab")  # noqa: SIM115 - held open for the journal's life
+
+    def _load(self) -> None:
+        lines = self.path.read_bytes().split(b"\n")
+        header = json.loads(lines[0])
+        self.journal_id, self._next = str(header["journal"]), int(header["base"])
+        good = len(lines[0]) + 1
+        for raw in lines[1:]:
+            if not raw:
+                continue
+            try:
+                item = json.loads(raw)
+                entry = Entry(int(item["seq"]), str(item["op"]), dict(item["args"]))
+            except (ValueError, KeyError, TypeError):
+                log.warning("journal %s: dropping a torn entry at byte %d", self.path, good)
+                break
+            self.entries.append(entry)
+            self._next = entry.seq + 1
+            good += len(raw) + 1
+        if good < self.path.stat().st_size:
+            with open(self.path, "r+b") as f:
+                f.truncate(good)
+                os.fsync(f.fileno())
+
+    def _rewrite(self) -> None:
+        """Replace the file by its header alone (every entry in it has been applied)."""
+        tmp = self.path.with_suffix(".tmp")
+        with open(tmp, "wb") as f:
+            f.write(json.dumps({"journal": self.journal_id, "base": self._next}).encode() + b"\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.path)
+        _fsync_dir(self.path.parent)
+
+    def append(self, items: Sequence[tuple[str, dict[str, Any]]]) -> list[Entry]:
+        """Write entries and fsync once for all of them; return them with their numbers."""
+        new = []
+        for op, args in items:
+            new.append(Entry(self._next, op, args))
+            self._next += 1
+        self._file.write(b"".join(
+            json.dumps({"seq": e.seq, "op": e.op, "args": e.args}, default=str).encode() + b"\n"
+            for e in new))
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self.entries.extend(new)
+        return new
+
+    def applied(self, upto: int) -> None:
+        """Entries up to ``upto`` are in the database: forget them, compact when worth it."""
+        self.entries = [e for e in self.entries if e.seq > upto]
+        if not self.entries and self._file.tell() > COMPACT_BYTES:
+            self._file.close()
+            self._rewrite()
+            self._file = open(self.path, "ab")  # noqa: SIM115
+
+    def close(self) -> None:
+        self._file.close()
+
+
+Applier = Callable[[Session, dict[str, Any]], None]
+
+
+def checkpoint(session: Session, journal_id: str) -> int:
+    row = session.get(JournalCheckpoint, journal_id)
+    return row.seq if row is not None else 0
+
+
+def _set_checkpoint(session: Session, journal_id: str, seq: int) -> None:
+    row = session.get(JournalCheckpoint, journal_id)
+    if row is None:
+        session.add(JournalCheckpoint(journal_id=journal_id, seq=seq))
+    else:
+        row.seq = seq
+
+
+def _database_down(exc: Exception) -> bool:
+    """Is this the database being unreachable (retry later) rather than a bad entry?"""
+    return isinstance(exc, OperationalError) or (
+        isinstance(exc, DBAPIError) and exc.connection_invalidated)
+
+
+class DurableLog:
+    """The one writer: journal first (fsync), then the database, in order, exactly once.
+
+    ``submit`` never blocks on the database and never raises for it: while the database is
+    unreachable entries pile up in the journal and are retried every ``retry`` seconds. An
+    entry the database rejects for another reason (a bug, bad data) is kept aside in
+    ``rejected.jsonl`` next to the journal and logged, so one bad row cannot stop the log."""
+
+    def __init__(self, journal: Journal, store: Store, appliers: Mapping[str, Applier],
+                 retry: float = 1.0) -> None:
+        self.journal = journal
+        self.store = store
+        self.appliers = dict(appliers)
+        self.retry = retry
+        self.database_up = True
+        self._queue: queue.Queue[tuple[str, dict[str, Any]] | None] = queue.Queue()
+        self._idle = threading.Condition()
+        self._busy = 0
+        self._thread = threading.Thread(target=self._run, name="verifyline-journal",
+                                        daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def submit(self, op: str, args: dict[str, Any]) -> None:
+        if op not in self.appliers:
+            raise ValueError(f"unknown journal operation {op!r}")
+        with self._idle:
+            self._busy += 1
+        self._queue.put((op, args))
+
+    @property
+    def pending(self) -> int:
+        """Entries not yet in the database (journaled or still queued)."""
+        return len(self.journal.entries) + self._queue.qsize()
+
+    def _wait_until(self, done: Callable[[], bool], timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        with self._idle:
+            while not done():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._idle.wait(min(left, 0.1))
+        return True
+
+    def wait_journaled(self, timeout: float = 10.0) -> bool:
+        """Wait until everything submitted so far is in the journal (on disk)."""
+        return self._wait_until(lambda: not self._busy, timeout)
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until everything submitted is in the database; False if that took longer
+        than ``timeout`` (the database is away: it stays in the journal, safe)."""
+        return self._wait_until(lambda: not self._busy and not self.journal.entries, timeout)
+
+    def stop(self, timeout: float = 3.0) -> None:
+        self.flush(timeout)
+        self._queue.put(None)
+        self._thread.join(timeout)
+        self.journal.close()
+
+    def _run(self) -> None:
+        self._apply()  # whatever an earlier run left in the journal
+        while True:
+            wait = self.retry if self.journal.entries else None
+            try:
+                first = self._queue.get(timeout=wait)
+            except queue.Empty:
+                self._apply()
+                continue
+            batch = [first]
+            while True:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            items = [b for b in batch if b is not None]
+            try:
+                if items:
+                    self.journal.append(items)
+            except OSError:
+                log.exception("journal %s: write failed; writing straight to the database",
+                              self.journal.path)
+                self._direct(items)
+            finally:
+                with self._idle:
+                    self._busy -= len(items)
+                    self._idle.notify_all()
+            self._apply()
+            if None in batch:
+                return
+
+    def _apply(self) -> None:
+        while self.journal.entries:
+            chunk = self.journal.entries[:BATCH]
+            try:
+                self._apply_chunk(chunk)
+            except Exception as exc:
+                if not _database_down(exc):
+                    log.exception("applying the journal failed; will retry")
+                if self.database_up:
+                    log.error("database unreachable (%s); %d log entries wait in the journal "
+                              "and will be replayed", type(exc).__name__, self.pending)
+                self.database_up = False
+                return
+            if not self.database_up:
+                log.warning("database back; the journal is being replayed")
+            self.database_up = True
+            self.journal.applied(chunk[-1].seq)
+            with self._idle:
+                self._idle.notify_all()
+
+    def _apply_chunk(self, chunk: list[Entry]) -> None:
+        try:
+            with self.store.session() as s:
+                done = checkpoint(s, self.journal.journal_id)
+                for entry in chunk:
+                    if entry.seq > done:
+                        self.appliers[entry.op](s, entry.args)
+                _set_checkpoint(s, self.journal.journal_id, max(done, chunk[-1].seq))
+            return
+        except Exception as exc:
+            if _database_down(exc):
+                raise
+            log.warning("a batch of %d log entries was refused (%r); applying one by one",
+                        len(chunk), exc)
+        for entry in chunk:  # find the bad one; apply the rest
+            try:
+                with self.store.session() as s:
+                    if entry.seq > checkpoint(s, self.journal.journal_id):
+                        self.appliers[entry.op](s, entry.args)
+                        _set_checkpoint(s, self.journal.journal_id, entry.seq)
+            except Exception as exc:
+                if _database_down(exc):
+                    raise
+                self._reject(entry, exc)
+                with self.store.session() as s:
+                    _set_checkpoint(s, self.journal.journal_id, entry.seq)
+
+    def _reject(self, entry: Entry, exc: Exception) -> None:
+        log.error("log entry %d (%s) refused by the database: %r; kept in rejected.jsonl",
+                  entry.seq, entry.op, exc)
+        with open(self.journal.path.parent / "rejected.jsonl", "a") as f:
+            f.write(json.dumps({"seq": entry.seq, "op": entry.op, "args": entry.args,
+                                "error": repr(exc)}, default=str) + "\n")
+
+    def _direct(self, items: list[tuple[str, dict[str, Any]]]) -> None:
+        """The disk failed: better the database alone than nothing."""
+        for op, args in items:
+            try:
+                with self.store.session() as s:
+                    self.appliers[op](s, args)
+            except Exception:
+                log.exception("log entry %s lost: journal and database both failed", op)

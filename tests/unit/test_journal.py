@@ -1,0 +1,193 @@
+"""The durable call log: journal first (fsync'd), database second, exactly once — also when
+the database is away, the app restarts mid-replay, or the last journal line is torn."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
+
+from ivr import calllog, logops
+from ivr.callflow import CallData
+from ivr.journal import DurableLog, Journal
+from ivr.models import Call, CallEvent, EndReason, RosterResult
+from ivr.store import Store
+
+T0 = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+
+
+class FlakyStore(Store):
+    """A real store whose database can be made unreachable."""
+
+    down = False
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        if self.down:
+            raise OperationalError("connect", {}, ConnectionRefusedError("database stopped"))
+        with super().session() as s:
+            yield s
+
+
+@pytest.fixture
+def flaky(db_url: str) -> Iterator[FlakyStore]:
+    s = FlakyStore(db_url)
+    yield s
+    s.dispose()
+
+
+def a_call(channel: str = "c1") -> CallData:
+    return CallData(channel_id=channel, caller_number="07700900123", reference="412345",
+                    started_at=T0)
+
+
+def entries_for(data: CallData) -> list[tuple[str, dict[str, object]]]:
+    data.digits, data.roster_result = "123456", RosterResult.ON_DUTY
+    first = [logops.open_entry(data, data.reference),
+             logops.save_entry(data, "roster_checked", {"result": "on_duty"}, T0)]
+    data.ended_at, data.end_reason, data.state = T0, EndReason.CALLER_HANGUP, "ended"
+    return [*first, logops.save_entry(data, "ended", {"reason": "caller_hangup"}, T0)]
+
+
+def timeline(store: Store, channel: str = "c1") -> list[str]:
+    with store.session() as s:
+        call = s.scalars(select(Call).where(Call.channel_id == channel)).one()
+        return [e.kind for e in s.scalars(select(CallEvent).where(CallEvent.call_id == call.id)
+                                          .order_by(CallEvent.id))]
+
+
+def durable(tmp_path, store: Store) -> DurableLog:
+    log = DurableLog(Journal(tmp_path / "journal" / "journal.log"), store, logops.APPLIERS,
+                     retry=0.05)
+    log.start()
+    return log
+
+
+def test_given_database_up_then_entries_reach_it_in_order(tmp_path, flaky):
+    log = durable(tmp_path, flaky)
+
+    for entry in entries_for(a_call()):
+        log.submit(*entry)
+    assert log.flush()
+
+    assert timeline(flaky) == ["started", "roster_checked", "ended"]
+    with flaky.session() as s:
+        row = s.scalars(select(Call)).one()
+        assert (row.encounter.reference, row.end_reason) == ("412345", "caller_hangup")
+    log.stop()
+
+
+def test_given_database_down_then_writes_wait_in_the_journal_and_replay_once(tmp_path, flaky):
+    log = durable(tmp_path, flaky)
+    flaky.down = True
+
+    for entry in entries_for(a_call()):
+        log.submit(*entry)
+    assert log.wait_journaled()
+    deadline = time.monotonic() + 5
+    while log.database_up and time.monotonic() < deadline:  # its first attempt is under way
+        time.sleep(0.01)
+    assert log.pending == 3 and not log.database_up
+    lines = (tmp_path / "journal" / "journal.log").read_text().splitlines()
+    assert [json.loads(x)["op"] for x in lines[1:]] == ["open", "save", "save"]
+
+    flaky.down = False
+    assert log.flush()
+
+    assert log.database_up and log.pending == 0
+    assert timeline(flaky) == ["started", "roster_checked", "ended"]
+    log.stop()
+
+
+def test_given_a_crash_after_the_commit_then_a_restart_replays_nothing_twice(tmp_path, flaky):
+    log = durable(tmp_path, flaky)
+    for entry in entries_for(a_call()):
+        log.submit(*entry)
+    assert log.flush()
+    log.stop()  # the journal still holds the three lines: it was not worth compacting
+
+    again = durable(tmp_path, flaky)  # the next run finds them and replays
+    assert again.flush()
+
+    assert timeline(flaky) == ["started", "roster_checked", "ended"]
+    again.stop()
+
+
+def test_given_a_torn_last_line_then_it_is_dropped_and_the_rest_applied(tmp_path, flaky):
+    path = tmp_path / "journal" / "journal.log"
+    journal = Journal(path)
+    journal.append(entries_for(a_call())[:2])
+    journal.close()
+    with open(path, "ab") as f:
+        f.write(b'{"seq": 3, "op": "save", "ar')  # the power went mid-write
+
+    log = durable(tmp_path, flaky)
+    assert log.flush()
+
+    assert timeline(flaky) == ["started", "roster_checked"]
+    log.submit(*logops.availability_entry("desk1", True, False, "cli"))  # appends cleanly
+    assert log.flush()
+    log.stop()
+    assert all(json.loads(x) for x in path.read_text().splitlines())
+
+
+def test_given_an_entry_the_database_refuses_then_it_is_set_aside_and_the_rest_applied(
+        tmp_path, flaky):
+    log = durable(tmp_path, flaky)
+    orphan = logops.save_entry(a_call("never-opened"), "key", {}, T0)  # no call row
+
+    log.submit(*orphan)
+    for entry in entries_for(a_call()):
+        log.submit(*entry)
+    assert log.flush()
+
+    assert timeline(flaky) == ["started", "roster_checked", "ended"]
+    rejected = (tmp_path / "journal" / "rejected.jsonl").read_text().splitlines()
+    assert [json.loads(x)["args"]["data"]["channel_id"] for x in rejected] == ["never-opened"]
+    log.stop()
+
+
+def test_given_everything_applied_and_the_journal_grown_then_it_is_compacted(
+        tmp_path, flaky, monkeypatch):
+    monkeypatch.setattr("ivr.journal.COMPACT_BYTES", 100)
+    log = durable(tmp_path, flaky)
+
+    for entry in entries_for(a_call()):
+        log.submit(*entry)
+    assert log.flush()
+    log.submit(*logops.availability_entry("desk1", False, False, "cli"))
+    assert log.flush()
+
+    lines = (tmp_path / "journal" / "journal.log").read_text().splitlines()
+    assert len(lines) <= 2  # the header (and at most the newest entry)
+    log.stop()
+    reopened = Journal(tmp_path / "journal" / "journal.log")
+    [entry] = reopened.append([logops.availability_entry("desk1", True, False, "cli")])
+    reopened.close()
+    assert entry.seq == 5  # the numbering goes on after a compaction
+
+
+def test_given_a_reference_taken_meanwhile_then_the_replayed_call_keeps_it_with_a_suffix(
+        store):
+    with store.session() as s:
+        calllog.open_call(s, "other", None, T0, reference="412345")
+
+    with store.session() as s:
+        got = calllog.open_call(s, "c1", None, T0, reference="412345")
+
+    assert got == "412345-2"
+
+
+def test_given_a_call_row_then_it_survives_the_json_round_trip():
+    data = a_call()
+    data.flags, data.tried_desks, data.legs = {"emergency"}, {"desk1"}, {"c1-desk1": "desk1"}
+    data.roster_result, data.queued_at = RosterResult.RESTRICTED, T0
+
+    assert logops.call_from_json(json.loads(json.dumps(logops.call_to_json(data)))) == data
