@@ -31,6 +31,12 @@ class AriTelephony:
         await self.client.play(channel_id, playback_id,
                                [f"sound:{SOUND_FOLDER}/{p}" for p in prompts])
 
+    async def play_to_bridge(self, bridge_id: str, playback_id: str,
+                             prompts: Sequence[str]) -> None:
+        await self.client.request("POST", f"/bridges/{bridge_id}/play/{playback_id}",
+                                  {"media": ",".join(f"sound:{SOUND_FOLDER}/{p}"
+                                                     for p in prompts)})
+
     async def stop_playback(self, playback_id: str) -> None:
         await self.client.stop_playback(playback_id)
 

@@ -751,11 +751,16 @@ class Connecting(State):
             self.whisper_id = None
         self.whisper_done = True
         ctx.record("whisper_done", by=by)
-        if self.announcing or self.answered_leg is None:
-            return self  # the caller still hears their reference: bridge when it is read out
+        if self.answered_leg is None:
+            return self
+        if self.announcing:
+            # the caller is still hearing their reference: rather than keep the supervisor
+            # waiting in silence, connect them now and read the reference to both of them
+            return await self._bridge(ctx, self.answered_leg, reference_again=True)
         return await self._bridge(ctx, self.answered_leg)
 
-    async def _bridge(self, ctx: CallContext, desk_leg: str) -> State:
+    async def _bridge(self, ctx: CallContext, desk_leg: str, reference_again: bool = False
+                      ) -> State:
         d = ctx.data
         ctx.timers.cancel_all()
         if self.playback_id is not None:
@@ -771,6 +776,10 @@ class Connecting(State):
             if await ctx.tel.record_bridge(d.bridge_id, name):
                 d.recording = name
             ctx.record("recording", name=name, started=d.recording is not None)
+        if reference_again:
+            media = [*ctx.say("reference"), *say_digits(d.language, d.reference)]
+            await ctx.tel.play_to_bridge(d.bridge_id, ctx.next_id("reference"), media)
+            ctx.record("prompt", prompt="+".join(media), to="bridge")
         d.answered_at = now()
         d.answered_desk = d.desk
         ctx.services.leave_queue()

@@ -29,6 +29,10 @@ class Telephony(Protocol):
     async def play(self, channel_id: str, playback_id: str, prompts: Sequence[str]) -> None:
         """Play catalogue prompts in order as one playback (one PlaybackDone at the end)."""
 
+    async def play_to_bridge(self, bridge_id: str, playback_id: str,
+                             prompts: Sequence[str]) -> None:
+        """Play catalogue prompts to everyone in a bridge (caller and supervisor)."""
+
     async def stop_playback(self, playback_id: str) -> None: ...
 
     async def hold(self, channel_id: str, bridge_id: str) -> None:

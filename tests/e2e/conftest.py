@@ -16,10 +16,12 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import select
 
 from ari_app import lab
 from ivr import calllog
 from ivr.config import Settings
+from ivr.models import Call as CallRow
 from ivr.store import Store
 from tests.e2e.phones import Caller, DeskPhone
 from tests.e2e.rtp import RtpPhone
@@ -77,6 +79,16 @@ class Lab:
                                 capture_output=True, text=True, timeout=60)
         assert result.returncode == 0, result.stderr
         return result.stdout
+
+    def open_calls(self) -> list[str]:
+        """Channel ids of calls the log still has as in progress."""
+        store = Store(self.settings.db_url)
+        try:
+            with store.session() as s:
+                return list(s.scalars(select(CallRow.channel_id)
+                                      .where(CallRow.ended_at.is_(None))))
+        finally:
+            store.dispose()
 
     def restart_app(self, **settings: str | None) -> None:
         """Restart the app with these VERIFYLINE_* settings changed (None: back to the lab's)."""
@@ -169,8 +181,9 @@ def lab_session(tmp_path_factory: pytest.TempPathFactory,
 
 @pytest.fixture
 def the_lab(lab_session: Lab) -> Iterator[Lab]:
-    """The lab for one test: afterwards no phone stays registered and Asterisk holds no channel
-    and no bridge (anything left is hung up, and the test fails)."""
+    """The lab for one test: afterwards no phone stays registered, Asterisk holds no channel
+    and no bridge (anything left is hung up, and the test fails) and the call log has no call
+    left open."""
     lab_session.phones, lab_session.callers = [], []
     yield lab_session
     for caller in lab_session.callers:
@@ -192,6 +205,12 @@ def the_lab(lab_session: Lab) -> Iterator[Lab]:
         for b in lab_session.bridges():
             lab_session.ari.delete(f"/bridges/{b['id']}")
         pytest.fail(f"Asterisk still held channels/bridges after the test: {left}")
+    # ...and the log holds no orphan: every call Asterisk no longer has is closed in it
+    try:
+        poll("every call in the log to be closed", lambda: not lab_session.open_calls(),
+             timeout=15, every=0.5)
+    except AssertionError:
+        pytest.fail(f"calls left open in the log after the test: {lab_session.open_calls()}")
 
 
 # --- a caller with an ear: hears and keys on the RTP level ---------------------------------

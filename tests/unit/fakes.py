@@ -29,6 +29,10 @@ class FakeTelephony:
     async def play(self, channel_id: str, playback_id: str, prompts: Sequence[str]) -> None:
         self.requests.append(("play", channel_id, playback_id, tuple(prompts)))
 
+    async def play_to_bridge(self, bridge_id: str, playback_id: str,
+                             prompts: Sequence[str]) -> None:
+        self.requests.append(("play_to_bridge", bridge_id, playback_id, tuple(prompts)))
+
     async def stop_playback(self, playback_id: str) -> None:
         self.requests.append(("stop_playback", playback_id))
 

@@ -466,19 +466,22 @@ async def test_given_flagged_caller_then_supervisor_display_says_so() -> None:
     assert "MANY_LOOKUPS" in str(tel.ops("originate")[0][3])
 
 
-async def test_given_desk_answers_during_reference_then_bridged_once_it_is_read_out() -> None:
+async def test_given_supervisor_confirms_during_the_reference_then_both_hear_it_bridged(
+        ) -> None:
     call, tel, _, _ = make_call()
     await call.start()
     await key(call, "123456#1")
-    reference = tel.ops("play")[-1][3]
-    assert reference[:2] == ("en/connecting", "en/reference")
-    assert [m for m in reference if "digit_" in m] == [f"en/digit_{d}" for d in "123456"]
+    reference = tel.ops("play")[-1]
+    assert reference[3][:2] == ("en/connecting", "en/reference")
+    assert [m for m in reference[3] if "digit_" in m] == [f"en/digit_{d}" for d in "123456"]
 
-    await answer_desk(call)
-    assert not tel.ops("create_bridge")
-    await call.dispatch(PlaybackDone(last_playback(tel, channel="c1")))
+    await answer_desk(call)  # the whisper, then '1', while the caller hears the reference
 
+    assert ("stop_playback", reference[2]) in tel.requests
     assert ("create_bridge", "c1-bridge", ("c1", "c1-desk1")) in tel.requests
+    [(_, bridge, _, media)] = tel.ops("play_to_bridge")  # no supervisor left in silence
+    assert bridge == "c1-bridge" and media[0] == "en/reference"
+    assert [m for m in media if "digit_" in m] == [f"en/digit_{d}" for d in "123456"]
     assert isinstance(call.state, Bridged)
 
 
