@@ -413,6 +413,11 @@ class LineService:
         d = runtime.data
         return channel_id in (d.channel_id, d.desk_channel_id) or channel_id in d.legs
 
+    def _live(self, caller_channel_id: str) -> bool:
+        """Is this call still in progress (not ended)?"""
+        runtime = self.calls.get(caller_channel_id)
+        return runtime is not None and not runtime.call.ended
+
     async def _sweep_loop(self) -> None:
         interval = max(0.5, self.settings.sweep_grace / 2)
         while True:
@@ -429,7 +434,7 @@ class LineService:
     async def sweep(self) -> None:
         bridges, channels = await self.client.bridges(), await self.client.channels()
         for debris in self.sweeper.sweep(bridges, channels, self._known,
-                                         asyncio.get_running_loop().time()):
+                                         asyncio.get_running_loop().time(), self._live):
             log.warning("sweeper: %s %s (%s for %.0f s)", debris.action.replace("_", " "),
                         debris.resource_id, debris.why, debris.seen_for)
             if debris.action == "destroy_bridge":

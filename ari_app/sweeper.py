@@ -43,12 +43,18 @@ class Sweeper:
                 and channel.dialplan_app_data.split(",", 1)[0] == self.app)
 
     def sweep(self, bridges: Iterable[Bridge], channels: Iterable[Channel],
-              known: Callable[[str], bool], at: float) -> list[Debris]:
+              known: Callable[[str], bool], at: float,
+              live_call: Callable[[str], bool] = lambda _: False) -> list[Debris]:
         """What has looked like debris for at least the grace period, as of ``at``
-        (monotonic seconds). Call it regularly; it remembers what it saw before."""
+        (monotonic seconds). Call it regularly; it remembers what it saw before.
+
+        ``known(channel id)``: a call owns the channel. ``live_call(caller channel id)``: that
+        call is still in progress — its bridges are never touched, even empty (a channel
+        joins a bridge asynchronously: measured over 2 s behind a prompt being stopped)."""
         suspects: dict[tuple[Action, str], str] = {}
         for bridge in bridges:
-            if not bridge.channels and bridge.id.endswith(OUR_BRIDGES):
+            if (not bridge.channels and bridge.id.endswith(OUR_BRIDGES)
+                    and not live_call(bridge.id.rsplit("-", 1)[0])):
                 suspects[("destroy_bridge", bridge.id)] = "empty bridge"
         for channel in channels:
             if not self._ours(channel) or known(channel.id):

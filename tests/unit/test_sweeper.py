@@ -53,3 +53,19 @@ def test_given_strays_then_desk_legs_are_hung_up_and_callers_sent_to_the_fallbac
     sweep(sweeper, 0, channels=strays)
 
     assert sweep(sweeper, 2, channels=strays) == {("hangup", "c7-desk1"), ("to_fallback", "c8")}
+
+
+def test_given_an_empty_bridge_of_a_call_in_progress_then_it_is_never_destroyed():
+    sweeper = Sweeper("verifyline", grace=1)
+    being_set_up = [Bridge("c5-bridge", "mixing", ())]  # the channels are still on their way
+
+    for at in (0, 5, 50):
+        found = sweeper.sweep(being_set_up, [], frozenset().__contains__, at,
+                              live_call={"c5"}.__contains__)
+        assert found == []
+
+    assert {d.resource_id for d in sweeper.sweep(being_set_up, [], frozenset().__contains__,
+                                                 60, live_call=frozenset().__contains__)} == set()
+    assert {d.resource_id for d in sweeper.sweep(being_set_up, [], frozenset().__contains__,
+                                                 61, live_call=frozenset().__contains__)
+            } == {"c5-bridge"}  # once the call is over, after the grace period
