@@ -235,6 +235,13 @@ class Listener:
             (c for c in self.lab.channels() if c["caller"]["number"] == self.number
              and c["name"].startswith("PJSIP/trunk-")), None))
 
+    def key_number(self, digits: str, after: float = 2.0, confirm_after: float = 0.6) -> None:
+        """Into the greeting, key the number and '#', then confirm the read-back with 1."""
+        time.sleep(after)
+        self.phone.send_digits(digits + "#")
+        time.sleep(confirm_after)
+        self.phone.send_digits("1")
+
     def hang_up(self) -> None:
         """End the call from the line's side (sipp answers the BYE)."""
         ch = self.channel()

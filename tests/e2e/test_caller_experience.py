@@ -39,10 +39,7 @@ def test_given_caller_keys_a_number_then_real_prompts_and_never_over_5s_of_silen
     the_lab.desk("desk1")
     caller = listener("07700900101")
 
-    time.sleep(2.0)
-    caller.phone.send_digits("123456#")
-    time.sleep(0.6)
-    caller.phone.send_digits("1")
+    caller.key_number("123456")
     bridged = caller.bridged_at()
 
     greeting = similarity(caller.phone.envelope(caller.t0, 2.0),
@@ -200,10 +197,7 @@ def test_given_caller_holding_when_star_0_or_9_then_kept_or_control_room_rings(t
     the_lab.verifyline("supervisors", "pause", "desk3")  # signed in but busy: the caller holds
     with _overflow() as overflow:
         caller = listener("07700900150")
-        time.sleep(1.0)
-        caller.phone.send_digits("123456#")
-        time.sleep(0.5)
-        caller.phone.send_digits("1")
+        caller.key_number("123456", after=1.0, confirm_after=0.5)
         call = poll("the caller to be holding", lambda: (
             c := the_lab.call_from("07700900150")) and any(
             e["kind"] == "no_supervisor_free" for e in the_lab.timeline(c["id"])) and c,

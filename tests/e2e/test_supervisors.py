@@ -305,10 +305,7 @@ def test_given_caller_on_hold_when_the_app_dies_then_the_music_goes_on_and_they_
     the_lab.verifyline("supervisors", "pause", "desk2")
     time.sleep(1.5)
     caller = listener("07700900301")
-    time.sleep(2.0)
-    caller.phone.send_digits("123456#")
-    time.sleep(0.6)
-    caller.phone.send_digits("1")
+    caller.key_number("123456")
     me = caller.channel()["id"]
     poll("the caller in a holding bridge of their own", lambda: any(
         b["bridge_type"] == "holding" and b["channels"] == [me] for b in the_lab.bridges()))
