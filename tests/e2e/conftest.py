@@ -3,7 +3,6 @@ ports of their own; every test then uses real SIP phones (sipp) and leaves Aster
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
 import subprocess
@@ -23,6 +22,7 @@ from ivr import calllog
 from ivr.config import Settings
 from ivr.models import Call as CallRow
 from ivr.store import Store
+from tests.e2e import ports
 from tests.e2e.phones import Caller, DeskPhone
 from tests.e2e.rtp import RtpPhone
 
@@ -30,9 +30,9 @@ REPO = Path(__file__).resolve().parents[2]
 DEMO_ROSTER = REPO / "ivr" / "demo_roster.csv"
 
 LAB_ENV = {
-    "VERIFYLINE_SIP_PORT": "25060",
-    "VERIFYLINE_ARI_PORT": "28088",
-    "VERIFYLINE_RTP_PORTS": "22000-22999",
+    "VERIFYLINE_SIP_PORT": str(ports.SIP_PORT),
+    "VERIFYLINE_ARI_PORT": str(ports.ARI_PORT),
+    "VERIFYLINE_RTP_PORTS": ports.RTP_PORTS,
     "VERIFYLINE_FIRST_DIGIT_TIMEOUT": "2",
     "VERIFYLINE_INTER_DIGIT_TIMEOUT": "3",
     "VERIFYLINE_RING_TIMEOUT": "4",
@@ -41,10 +41,10 @@ LAB_ENV = {
     "VERIFYLINE_WRAP_UP": "2",
     "VERIFYLINE_AUTO_PAUSE": "2",
     "VERIFYLINE_QUEUE_MAX_WAIT": "30",
-    "VERIFYLINE_OVERFLOW_URI": "sip:overflow@127.0.0.1:25099",
+    "VERIFYLINE_OVERFLOW_URI": f"sip:overflow@127.0.0.1:{ports.OVERFLOW_PORT}",
     "VERIFYLINE_SWEEP_GRACE": "2",
 }
-OVERFLOW_PORT = 25099
+OVERFLOW_PORT = ports.OVERFLOW_PORT
 
 
 def poll(what: str, check: Callable[[], Any], timeout: float = 15.0, every: float = 0.1) -> Any:
@@ -215,7 +215,6 @@ def the_lab(lab_session: Lab) -> Iterator[Lab]:
 
 # --- a caller with an ear: hears and keys on the RTP level ---------------------------------
 
-_rtp_ports = itertools.count(40000, 2)
 
 
 class Listener:
@@ -224,7 +223,7 @@ class Listener:
     def __init__(self, the_lab: Lab, number: str) -> None:
         self.lab = the_lab
         self.number = number
-        self.phone = RtpPhone(next(_rtp_ports))
+        self.phone = RtpPhone(ports.listener_rtp_port(ports.next_run()))
         self.sip: Caller = the_lab.caller(number, scenario="caller_listen",
                                           extra=("-key", "rtp_port", str(self.phone.port)))
         self.t0 = self.phone.wait_for_audio()

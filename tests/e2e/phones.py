@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import itertools
 import re
 import signal
 import subprocess
@@ -12,18 +11,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.e2e import ports
+
 SCENARIOS = Path(__file__).resolve().parents[1] / "sipp"
 SIPP_RTP_DTMF_MS = 400  # sipp's play_dtmf: one digit about every 400 ms
 # after the caller confirms, the line reads out the reference and asks them to hold before a
 # desk phone that answered is bridged (en: about 8 s with the recording notice)
 ANNOUNCE_MS = 9500
 
-_ports = itertools.count(0)
-
-
-def _next_port_block() -> int:
-    # each sipp run gets fresh ports: a stale retransmission from an earlier run is never eaten
-    return next(_ports)
 
 
 def sip_requests(message_log: Path) -> list[str]:
@@ -56,9 +51,7 @@ class DeskPhone:
     log: Path = field(init=False)
 
     def __post_init__(self) -> None:
-        n = _next_port_block()
-        self.port = 31000 + n
-        self.media_port = 33000 + 4 * n
+        self.port, self.media_port = ports.desk_ports(ports.next_run())
         self.log = self.workdir / f"{self.name}-{self.port}.msg.log"
 
     def start(self) -> None:
@@ -110,9 +103,7 @@ class Caller:
     log: Path = field(init=False)
 
     def __post_init__(self) -> None:
-        n = _next_port_block()
-        self.port = 35000 + n
-        self.media_port = 37000 + 4 * n
+        self.port, self.media_port = ports.caller_ports(ports.next_run())
         self.log = self.workdir / f"caller-{self.port}.msg.log"
         self.errors = self.workdir / f"caller-{self.port}.err.log"
 

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from ivr import prompts
+from tests.e2e import ports
 from tests.e2e.conftest import OVERFLOW_PORT, Lab, poll
 from tests.e2e.phones import ANNOUNCE_MS, control_room, dtmf_ms
 from tests.e2e.rtp import similarity, wav_envelope
@@ -161,7 +162,7 @@ def test_given_many_lookups_from_one_number_then_the_call_is_flagged_not_refused
 
 
 def _overflow() -> AbstractContextManager[subprocess.Popen[bytes]]:
-    return control_room(OVERFLOW_PORT, 38990, timeout_s=90)
+    return control_room(OVERFLOW_PORT, ports.CONTROL_ROOM_MEDIA, timeout_s=90)
 
 
 @pytest.mark.parametrize(("keys", "stage"), [("*0", "greeting"), ("12*0", "mid_entry")])

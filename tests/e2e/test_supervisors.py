@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from ari_app import lab
+from tests.e2e import ports
 from tests.e2e.conftest import LAB_ENV, OVERFLOW_PORT, Lab, poll
 from tests.e2e.phones import ANNOUNCE_MS, SCENARIOS, control_room, dtmf_ms
 
@@ -204,7 +205,7 @@ def test_given_desk_answers_then_whisper_before_bridge_and_hang_up_keeps_caller_
 
 
 def _overflow_phone() -> AbstractContextManager[subprocess.Popen[bytes]]:
-    return control_room(OVERFLOW_PORT, 38994)
+    return control_room(OVERFLOW_PORT, ports.CONTROL_ROOM_MEDIA)
 
 
 def test_given_no_supervisor_signed_in_then_the_overflow_rings_at_once(the_lab):
@@ -261,7 +262,8 @@ def test_given_desk_dials_feature_codes_then_its_availability_changes(the_lab):
             ["sipp", f"127.0.0.1:{the_lab.settings.sip_port}",
              "-sf", str(SCENARIOS / "desk_dials.xml"), "-s", code,
              "-au", "desk4", "-ap", "lab-desk4", "-key", "desk", "desk4",
-             "-i", "127.0.0.1", "-p", "39500", "-mi", "127.0.0.1", "-mp", "39510",
+             "-i", "127.0.0.1", "-p", str(ports.FEATURE_DIALLER_SIP), "-mi", "127.0.0.1",
+             "-mp", str(ports.FEATURE_DIALLER_MEDIA),
              "-m", "1", "-nostdin",
              "-timeout", "20", "-timeout_error"],
             capture_output=True, timeout=40, cwd=the_lab.workdir)
