@@ -2,12 +2,12 @@
 
 Each lab has a slot: the pytest-xdist worker number (``gw0`` -> 0, ``gw1`` -> 1, ...) or
 ``VERIFYLINE_TEST_SLOT`` (a developer running two suites at once). A slot owns the Asterisk
-ports (SIP, ARI, the control room's static contact, the RTP range) and a block of 7000 ports
+ports (SIP, ARI, the control room's static contact, the RTP range) and a block of 5000 ports
 for the sipp phones it starts, so two slots never meet. The load benchmark's own lab
 (benchmarks/load.py: 61000-65088) is above every block.
 
     slot k:  SIP 25060+100k  control room 25099+100k  ARI 28088+100k  RTP 10000+1000k..+999
-             phones 30000+7000k .. +6999 (desk SIP, desk media, caller SIP, caller media,
+             phones 30000+5000k .. +4999 (desk SIP, desk media, caller SIP, caller media,
              RTP-level callers, fixed helpers)
 """
 
@@ -16,7 +16,7 @@ from __future__ import annotations
 import itertools
 import os
 
-MAX_SLOTS = 4
+MAX_SLOTS = 6
 
 
 def slot() -> int:
@@ -34,29 +34,29 @@ OVERFLOW_PORT = 25099 + 100 * SLOT
 ARI_PORT = 28088 + 100 * SLOT
 RTP_PORTS = f"{10000 + 1000 * SLOT}-{10999 + 1000 * SLOT}"
 
-_BLOCK = 30000 + 7000 * SLOT
+_BLOCK = 30000 + 5000 * SLOT
 # fixed ports inside the block for helpers that need a known one (the control room's media,
 # a desk dialling feature codes)
-CONTROL_ROOM_MEDIA = _BLOCK + 6900
-FEATURE_DIALLER_SIP = _BLOCK + 6910
-FEATURE_DIALLER_MEDIA = _BLOCK + 6920
+CONTROL_ROOM_MEDIA = _BLOCK + 4900
+FEATURE_DIALLER_SIP = _BLOCK + 4910
+FEATURE_DIALLER_MEDIA = _BLOCK + 4920
 
 _runs = itertools.count(0)
 
 
 def next_run() -> int:
     """A fresh index per sipp run (a stale retransmission from an earlier run is never eaten);
-    the ranges below wrap after 500 runs, long after an earlier run's packets are gone."""
-    return next(_runs) % 500
+    the ranges below wrap after 300 runs, long after an earlier run's packets are gone."""
+    return next(_runs) % 300
 
 
 def desk_ports(n: int) -> tuple[int, int]:
-    return _BLOCK + n, _BLOCK + 1000 + 4 * n
+    return _BLOCK + n, _BLOCK + 300 + 4 * n
 
 
 def caller_ports(n: int) -> tuple[int, int]:
-    return _BLOCK + 3000 + n, _BLOCK + 4000 + 4 * n
+    return _BLOCK + 1500 + n, _BLOCK + 1800 + 4 * n
 
 
 def listener_rtp_port(n: int) -> int:
-    return _BLOCK + 6000 + 2 * (n % 400)
+    return _BLOCK + 3000 + 2 * n
