@@ -17,8 +17,9 @@ PYTEST := $(VENV)/bin/python -m pytest
 
 help:
 	@echo "make up      install what is needed, start the line on loopback with a demo roster"
-	@echo "make test    the whole suite: lint, unit tests, end-to-end tests on real Asterisk,"
-	@echo "             once on SQLite and once on PostgreSQL (make unit / unit-pg: unit tests only)"
+	@echo "make test    the whole suite: lint, unit tests on SQLite and PostgreSQL, end-to-end"
+	@echo "             tests on real Asterisk (PostgreSQL; the sqlite_too ones on SQLite too)"
+	@echo "             (make unit / unit-pg: unit tests only)"
 	@echo "make install install only (host tools, .venv, Asterisk chroot); start nothing"
 	@echo "make down    stop the lab;  make doctor  check it;  make prompts  re-render prompts"
 
@@ -77,10 +78,15 @@ unit-pg: venv postgres
 e2e: install
 	$(VENV)/bin/python -m pytest tests/e2e -v $(PYTEST_ARGS)
 
-# the whole suite once per database backend (tests/conftest.py reads VERIFYLINE_TEST_DB)
+# the unit tests on both database backends (tests/conftest.py reads VERIFYLINE_TEST_DB); the
+# end-to-end suite on PostgreSQL (production), plus the end-to-end tests marked sqlite_too on
+# SQLite (the lab's default, where it behaves differently). Every test's duration goes to
+# var/test-durations-*.txt (tests/conftest.py); the 10 slowest are printed.
 test: install lint
-	VERIFYLINE_TEST_DB=sqlite $(PYTEST) tests -v -rA --durations=10 $(PYTEST_ARGS)
-	VERIFYLINE_TEST_DB=postgresql $(PYTEST) tests -v -rA --durations=10 $(PYTEST_ARGS)
+	VERIFYLINE_TEST_DB=sqlite $(PYTEST) tests/unit -q -rfE --durations=10 $(PYTEST_ARGS)
+	VERIFYLINE_TEST_DB=postgresql $(PYTEST) tests/unit -q -rfE --durations=10 $(PYTEST_ARGS)
+	VERIFYLINE_TEST_DB=postgresql $(PYTEST) tests/e2e -v -rA --durations=10 $(PYTEST_ARGS)
+	VERIFYLINE_TEST_DB=sqlite $(PYTEST) tests/e2e -m sqlite_too -v -rA --durations=10 $(PYTEST_ARGS)
 
 prompts:
 	@command -v espeak-ng >/dev/null && command -v sox >/dev/null || \

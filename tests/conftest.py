@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -50,3 +51,25 @@ def lab_db_env(db_backend: str, request: pytest.FixtureRequest) -> dict[str, str
         return {}
     cluster: PgCluster = request.getfixturevalue("pg_cluster")
     return {"VERIFYLINE_DB_URL": cluster.create_database("lab")}
+
+
+# --- durations: every test's, to a file CI keeps -------------------------------------------
+
+_durations: dict[str, float] = {}
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    _durations[report.nodeid] = _durations.get(report.nodeid, 0.0) + report.duration
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Write var/test-durations-<backend>-<suite>.txt, slowest first (setup, call, teardown)."""
+    if not _durations or hasattr(session.config, "workerinput"):
+        return  # a pytest-xdist worker: the controller writes the file
+    suite = "e2e" if all("tests/e2e/" in n for n in _durations) else (
+        "unit" if all("tests/unit/" in n for n in _durations) else "all")
+    out = Path(session.config.rootpath) / "var" / f"test-durations-{selected_backend()}-{suite}.txt"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    rows = sorted(_durations.items(), key=lambda kv: -kv[1])
+    out.write_text("".join(f"{seconds:9.2f} s  {node}\n" for node, seconds in rows) +
+                   f"{sum(_durations.values()):9.2f} s  total ({len(rows)} tests)\n")

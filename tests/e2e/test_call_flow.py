@@ -26,6 +26,7 @@ def rtp_counts(the_lab: Lab, channel_id: str) -> tuple[int, int]:
     return int(stats.get("rxcount", 0)), int(stats.get("txcount", 0))
 
 
+@pytest.mark.sqlite_too  # the lab's default database
 def test_given_on_duty_number_when_called_then_free_desk_answers_and_call_is_logged(the_lab):
     desk = the_lab.desk("desk1")
     t0 = time.monotonic()
@@ -127,6 +128,7 @@ def test_given_sip_info_dtmf_when_called_then_digits_are_understood(the_lab):
     assert call["supervisor"] == "desk2"
 
 
+@pytest.mark.sqlite_too  # the lab's default database
 def test_given_app_not_running_when_called_then_fallback_reaches_a_desk_and_is_logged(the_lab):
     inst = the_lab.instance
     lab.stop_app(inst)
@@ -167,6 +169,7 @@ def test_given_no_desk_free_when_called_then_caller_holds_until_one_is(the_lab):
     assert "no_supervisor_free" in kinds(the_lab, call)
 
 
+@pytest.mark.sqlite_too  # the lab's default database
 def test_given_bridged_call_when_app_is_killed_and_restarted_then_call_is_kept_and_logged(
         the_lab):
     the_lab.desk("desk2")

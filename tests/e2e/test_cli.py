@@ -32,6 +32,7 @@ def test_given_lab_running_when_up_again_then_nothing_restarts(the_lab):
     assert "sip:0800123456@127.0.0.1:25060" in result.stdout
 
 
+@pytest.mark.sqlite_too  # the lab's default database
 def test_given_lab_running_when_doctor_then_all_good(the_lab):
     result = run(the_lab, "doctor")
 
@@ -52,6 +53,7 @@ def test_given_app_stopped_when_doctor_then_it_says_how_to_fix_it(the_lab):
     assert "verifyline lab app start" in result.stdout
 
 
+@pytest.mark.sqlite_too  # the lab's default database
 def test_given_roster_with_a_bad_row_when_imported_then_line_reported_and_nothing_changed(
         the_lab, tmp_path):
     bad = tmp_path / "roster.csv"

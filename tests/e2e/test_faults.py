@@ -51,6 +51,7 @@ def test_given_the_app_is_killed_then_its_supervisor_restarts_it_within_2s(the_l
     assert new_pid != pid
 
 
+@pytest.mark.sqlite_too  # the lab's default database
 def test_given_3_waiting_and_1_bridged_when_the_app_is_killed_then_all_4_reach_a_person(
         the_lab):
     talker = the_lab.desk("desk1", "desk_answer_hangup", talk_ms=45000)
