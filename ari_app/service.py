@@ -201,10 +201,21 @@ class CallServicesImpl:
 
     def desk_not_answered(self, desk: str) -> None:
         if self.line.pool.no_answer(desk):
-            log.warning("desk %s paused after %d unanswered calls in a row", desk,
-                        self.line.pool.auto_pause_after)
-            self.record("desk_auto_paused", {"desk": desk})
-            self.line.log(logops.availability_entry(desk, True, False, "no_answer"))
+            self._auto_paused(desk)
+
+    def desk_failed(self, desk: str, counts: bool) -> None:
+        paused, rest_until = self.line.pool.failed(desk, counts)
+        if paused:
+            self._auto_paused(desk)
+        if rest_until is not None:
+            # when the rest is over the desk may be offered again: wake whoever waits
+            self.line.wake_at(rest_until)
+
+    def _auto_paused(self, desk: str) -> None:
+        log.warning("desk %s paused after %d unanswered calls in a row", desk,
+                    self.line.pool.auto_pause_after)
+        self.record("desk_auto_paused", {"desk": desk})
+        self.line.log(logops.availability_entry(desk, True, False, "no_answer"))
 
     async def anyone_signed_in(self) -> bool:
         try:
@@ -330,9 +341,13 @@ class LineService:
     def release_desk(self, desk: str, talked: bool, call_key: str) -> None:
         back_at = self.pool.release(desk, talked, call_key=call_key)
         if back_at is not None:
-            delay = max(0.0, (back_at - now()).total_seconds())
-            asyncio.get_running_loop().call_later(delay, self.wake_waiting)
+            self.wake_at(back_at)
         self.wake_waiting()
+
+    def wake_at(self, when: datetime) -> None:
+        """Wake waiting callers when a desk's wrap-up or rest is over."""
+        delay = max(0.0, (when - now()).total_seconds())
+        asyncio.get_running_loop().call_later(delay, self.wake_waiting)
 
     def wake_waiting(self) -> None:
         """A desk may be free: let waiting callers try again, longest-waiting first."""

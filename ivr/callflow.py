@@ -5,11 +5,13 @@
       │                        └──┘ <──────────── *1 (key it again) ─────┘
       │   attempts used up ──────────────────────────────────────────────> Connecting
       └── *0 (supervisor now) / *9 (emergency), from any state before the bridge ──┘
-    Connecting ──desk answers──> Bridged ──either side hangs up──> Ended
-        │  on hold (music), reference read out; ring timeout / desk fails: next free desk;
-        │  nobody free: position announcements and retry; emergency: the control room first;
-        │  after the maximum wait: the control room and the desks, until someone answers
-        └──caller hangs up (desk gets CANCEL)──> Ended
+    Connecting ──desk answers: whisper, '1' or a fixed time──> Bridged ──either hangs up──> Ended
+        │  on hold (music), reference read out; ring timeout / desk fails: next free desk
+        │  (a failed desk rests before it is offered again); nobody free: position
+        │  announcements and retry; emergency: the control room first; after the maximum
+        │  wait: the control room and the desks, until someone answers
+        ├──caller hangs up (desk gets CANCEL)──> Ended (caller_abandoned)
+        └──caller hangs up during the whisper──> Ended (caller_left_during_whisper)
 
 Keys: digits build the number; '*' and one more key form a command (SAFETY_KEYS anywhere
 before the bridge, a state's own STAR_MENU otherwise), so no single digit ever means
@@ -30,7 +32,7 @@ from typing import ClassVar
 from ivr.clock import iso, now
 from ivr.config import EntrySettings
 from ivr.models import EndReason, RosterResult
-from ivr.prompts import DEFAULT_LANGUAGE, LANGUAGES, prompt, say_digits
+from ivr.prompts import DEFAULT_LANGUAGE, LANGUAGES, prompt, say_digits, seconds
 from ivr.telephony import CallServices, Telephony, Timers
 
 log = logging.getLogger(__name__)
@@ -488,6 +490,23 @@ WHISPER_RESULT = {
 SUPERVISOR_LANGUAGE = DEFAULT_LANGUAGE
 
 
+def whisper_media(result: RosterResult, flags: set[str]) -> list[str]:
+    """What the supervisor hears, once, before the caller is connected: the roster result, an
+    emergency, and how to connect. The number, reference and other flags are on the display."""
+    lang = SUPERVISOR_LANGUAGE
+    media = [prompt(lang, WHISPER_RESULT[result])]
+    if FLAG_EMERGENCY in flags:
+        media.append(prompt(lang, "flag_emergency"))
+    return [*media, prompt(lang, "whisper_hint")]
+
+
+def whisper_seconds(flags: set[str]) -> float:
+    """The whisper's length padded to the longest roster result: the caller is connected at
+    the same moment after the desk answers whatever the roster said, so the wait on hold
+    never tells the caller (or an impostor listening) the result."""
+    return max(sum(seconds(m) for m in whisper_media(r, flags)) for r in WHISPER_RESULT)
+
+
 class Connecting(State):
     """Queue for a supervisor: hold with music, hear the reference, ring desk phones.
 
@@ -558,8 +577,7 @@ class Connecting(State):
 
     async def on_playback_done(self, ctx: CallContext, playback_id: str) -> State:
         if playback_id == self.whisper_id:
-            self.whisper_id = None
-            ctx.timers.start("whisper", ctx.settings.whisper_timeout)
+            self.whisper_id = None  # the timer set when the desk answered connects them
             return self
         if playback_id == self.reference_id:
             self.reference_id = None
@@ -630,7 +648,10 @@ class Connecting(State):
         ringing = await ctx.tel.originate(desk, leg, self._display(ctx), d.caller_number or "",
                                           ctx.settings.ring_timeout + 5)
         if not ringing:
+            if not overflow:
+                ctx.services.desk_failed(desk, counts=True)  # rests before it is offered again
             await self._drop_leg(ctx, leg, "desk_failed")
+            await ctx.tel.hangup(leg)  # in case Asterisk made the channel before it failed
             return False
         ctx.timers.start(f"ring:{leg}", ctx.settings.ring_timeout)
         ctx.record("desk_ringing", desk=desk, channel=leg, emergency=overflow,
@@ -652,7 +673,8 @@ class Connecting(State):
             if self.whisper_id is not None:
                 await ctx.tel.stop_playback(self.whisper_id)
             self.answered_leg, self.whisper_id, self.whisper_done = None, None, False
-            d.desk, d.desk_channel_id = None, None
+            # the desk gave the call back: it is not the supervisor who took it
+            d.desk, d.desk_channel_id, d.answered_desk, d.answered_at = None, None, None, None
         if leg == self.overflow_leg:
             # the control room did not take it: now the desks too, and the control room again
             # after a short rest
@@ -706,9 +728,15 @@ class Connecting(State):
         return self
 
     async def on_desk_gone(self, ctx: CallContext, channel_id: str, cause: str) -> State:
-        if channel_id not in ctx.data.legs:
-            return self
+        desk = ctx.data.legs.get(channel_id)
+        if desk is None:
+            return self  # a leg we had already let go (cancelled, timed out)
         during_whisper = channel_id == self.answered_leg
+        if channel_id != self.overflow_leg:
+            # busy (486), declined, unreachable, or its supervisor hung up on the whisper: the
+            # desk rests before it is offered again (to anyone), so it is never rung in a loop;
+            # a refusal also counts towards the auto-pause
+            ctx.services.desk_failed(desk, counts=not during_whisper)
         await self._drop_leg(ctx, channel_id, "desk_hung_up_during_whisper" if during_whisper
                              else "desk_failed")
         # the caller keeps their place: at the front, as they waited longest
@@ -721,22 +749,19 @@ class Connecting(State):
             return await super().on_desk_answered(ctx, channel_id)
         ctx.timers.cancel(f"ring:{channel_id}")
         self.answered_leg, d.desk_channel_id, d.desk = channel_id, channel_id, d.legs[channel_id]
+        # the audit keeps who picked up and when, also if the caller leaves during the whisper
+        d.answered_desk, d.answered_at = d.desk, now()
         ctx.services.desk_answered(d.desk)
         await self._cancel_legs(ctx, "desk_cancelled", keep=channel_id)  # answered elsewhere
         ctx.timers.cancel("retry")
-        # the supervisor alone first hears what they are about to verify
-        lang = SUPERVISOR_LANGUAGE
-        media = [prompt(lang, "whisper_intro"),
-                 prompt(lang, WHISPER_RESULT[d.roster_result or RosterResult.NONE_ENTERED])]
-        media += [prompt(lang, f"flag_{f}") for f in sorted(d.flags)
-                  if f in (FLAG_MANY_LOOKUPS, FLAG_EMERGENCY)]
-        if d.digits:
-            media += [prompt(lang, "warrant_number"), *say_digits(lang, d.digits)]
-        media += [prompt(lang, "whisper_reference"), *say_digits(lang, d.reference),
-                  prompt(lang, "whisper_hint")]
+        # the supervisor alone first hears what they are about to verify; '1' connects at
+        # once, else the caller is connected a fixed time after the answer (see whisper_seconds)
+        media = whisper_media(d.roster_result or RosterResult.NONE_ENTERED, d.flags)
         self.whisper_id = ctx.next_id("whisper")
         await ctx.tel.play(channel_id, self.whisper_id, media)
-        ctx.record("whisper", desk=d.desk, prompt="+".join(media))
+        ctx.timers.start("whisper", whisper_seconds(d.flags) + ctx.settings.whisper_timeout)
+        ctx.record("whisper", desk=d.desk, prompt="+".join(media),
+                   answered_at=iso(d.answered_at))
         return self
 
     async def on_desk_dtmf(self, ctx: CallContext, channel_id: str, digit: str) -> State:
@@ -780,17 +805,26 @@ class Connecting(State):
             media = [*ctx.say("reference"), *say_digits(d.language, d.reference)]
             await ctx.tel.play_to_bridge(d.bridge_id, ctx.next_id("reference"), media)
             ctx.record("prompt", prompt="+".join(media), to="bridge")
-        d.answered_at = now()
+        bridged_at = now()
         d.answered_desk = d.desk
+        d.answered_at = d.answered_at or bridged_at
         ctx.services.leave_queue()
         ctx.record("bridged", desk=d.desk, bridge=d.bridge_id, answered_at=iso(d.answered_at),
-                   waited_s=round((d.answered_at - (d.queued_at or d.answered_at))
-                                  .total_seconds(), 3))
+                   waited_s=round((bridged_at - (d.queued_at or bridged_at)).total_seconds(), 3),
+                   after_answer_s=round((bridged_at - d.answered_at).total_seconds(), 3))
         return await go(ctx, Bridged())
 
     async def on_caller_gone(self, ctx: CallContext, cause: str) -> State:
-        await self._cancel_legs(ctx, "desk_cancelled")
-        return await super().on_caller_gone(ctx, cause)
+        whispered = self.answered_leg
+        await self._cancel_legs(ctx, "desk_cancelled", keep=whispered)
+        if whispered is None:
+            return await super().on_caller_gone(ctx, cause)
+        # a supervisor had picked up: the log keeps that desk and when it answered
+        ctx.timers.cancel("whisper")
+        ctx.data.legs.pop(whispered, None)
+        ctx.record("caller_left_during_whisper", desk=ctx.data.desk, channel=whispered)
+        await ctx.tel.hangup(whispered)
+        return await go(ctx, Ended(EndReason.CALLER_LEFT_DURING_WHISPER))
 
     async def on_lost(self, ctx: CallContext, reason: EndReason) -> State:
         for leg in list(ctx.data.legs):

@@ -28,7 +28,8 @@ from ivr.store import insert_new
 REFERENCE_DIGITS = 6
 # calls that ended before a supervisor answered and whose caller should be called back: they
 # gave up while queued, or the line lost them (the app or Asterisk went down)
-CALL_BACK = (EndReason.CALLER_ABANDONED, EndReason.LOST, EndReason.ASTERISK_RESTART)
+CALL_BACK = (EndReason.CALLER_ABANDONED, EndReason.CALLER_LEFT_DURING_WHISPER, EndReason.LOST,
+             EndReason.ASTERISK_RESTART)
 
 
 def random_reference() -> str:
@@ -115,7 +116,8 @@ def save(session: Session, data: CallData, kind: str, detail: dict[str, object],
     if data.ended_at is not None and sup is not None:
         sup.idle_since = data.ended_at
     session.add(CallEvent(call_id=call.id, at=at or now(), kind=kind, detail=dict(detail)))
-    if (kind == "ended" and data.end_reason in CALL_BACK and data.answered_at is None
+    # answered_at is kept when the caller left during the whisper: they never talked
+    if (kind == "ended" and data.end_reason in CALL_BACK and data.bridge_id is None
             and (data.queued_at is not None or data.end_reason is not EndReason.CALLER_ABANDONED)):
         # they waited for a supervisor and gave up, or the line lost them: call them back
         existing = session.scalars(select(Callback).where(Callback.call_id == call.id)).first()

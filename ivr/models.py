@@ -61,6 +61,8 @@ class EndReason(enum.StrEnum):
     CALLER_HANGUP = "caller_hangup"  # after talking to a supervisor, the caller hung up
     SUPERVISOR_HANGUP = "supervisor_hangup"  # after talking, the supervisor hung up
     CALLER_ABANDONED = "caller_abandoned"  # caller hung up before a supervisor answered
+    # a supervisor had answered and was hearing the whisper when the caller hung up
+    CALLER_LEFT_DURING_WHISPER = "caller_left_during_whisper"
     NO_SUPERVISOR = "no_supervisor"  # fallback only: nobody answered; told to dial 999
     HANDED_TO_FALLBACK = "handed_to_fallback"  # the app hit an error; dialplan took over
     LOST = "lost"  # the call vanished while the app was away (closed on resync)

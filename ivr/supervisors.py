@@ -1,7 +1,9 @@
 """Which supervisor's desk phone takes which caller: a small call-distribution queue.
 
 A desk is offered a call only when it is registered, not in use, not ringing for another
-caller, not paused or signed out, and out of wrap-up. Free desks go longest-idle first. Callers
+caller, not paused or signed out, out of wrap-up, and not resting after a failure (a desk that
+answered busy or could not be rung rests 5 s, then 10, 20, at most 30 s, so a do-not-disturb
+phone is never rung in a loop). Free desks go longest-idle first. Callers
 are served first come, first served, an emergency ahead of everyone; a free desk goes to the
 longest-waiting caller that is not already ringing one.
 """
@@ -17,6 +19,10 @@ from ivr.clock import as_utc, now
 from ivr.telephony import DeskPresence
 
 NEVER = datetime.min.replace(tzinfo=UTC)
+# how long a desk that failed (busy, declined, unreachable) is not offered again: doubling
+# from the first to the last, reset once it answers or its supervisor makes it available
+FAIL_REST_SECONDS = 5.0
+FAIL_REST_MAX_SECONDS = 30.0
 
 
 @dataclass
@@ -25,7 +31,9 @@ class DeskStatus:
     paused: bool = False
     signed_out: bool = False
     wrap_until: datetime | None = None
-    no_answers: int = 0  # rung and not answered, in a row
+    no_answers: int = 0  # rung and not answered (or failed), in a row
+    failures: int = 0  # failed in a row (busy, declined, unreachable): sets the rest
+    rest_until: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -82,7 +90,8 @@ class DeskPool:
         st = self.status.get(desk)
         if st is None or st.paused or st.signed_out:
             return False
-        return st.wrap_until is None or st.wrap_until <= (at or now())
+        at = at or now()
+        return all(until is None or until <= at for until in (st.wrap_until, st.rest_until))
 
     def free(self, presence: Mapping[str, DeskPresence], exclude: frozenset[str] = frozenset(),
              at: datetime | None = None) -> list[str]:
@@ -119,7 +128,8 @@ class DeskPool:
 
     def answered(self, desk: str) -> None:
         if desk in self.status:
-            self.status[desk].no_answers = 0
+            st = self.status[desk]
+            st.no_answers, st.failures, st.rest_until = 0, 0, None
 
     def no_answer(self, desk: str) -> bool:
         """Count a ring nobody answered; True when that pauses the desk automatically."""
@@ -131,6 +141,20 @@ class DeskPool:
             st.paused = True
             return True
         return False
+
+    def failed(self, desk: str, counts: bool = True, at: datetime | None = None
+               ) -> tuple[bool, datetime | None]:
+        """A desk that was offered a call and did not take it (busy, declined, unreachable, or
+        its supervisor hung up during the whisper): it rests before it is offered again, to
+        anyone. ``counts``: it also counts as unanswered towards the auto-pause. Returns
+        (paused automatically now, when the rest ends)."""
+        st = self.status.get(desk)
+        if st is None:
+            return False, None
+        st.failures += 1
+        rest = min(FAIL_REST_SECONDS * 2 ** (st.failures - 1), FAIL_REST_MAX_SECONDS)
+        st.rest_until = (at or now()) + timedelta(seconds=rest)
+        return (self.no_answer(desk) if counts else False), st.rest_until
 
     def release(self, desk: str, talked: bool, at: datetime | None = None,
                 call_key: str | None = None) -> datetime | None:
@@ -156,7 +180,7 @@ class DeskPool:
             return False
         st.paused, st.signed_out = paused, signed_out
         if not paused:
-            st.no_answers = 0
+            st.no_answers, st.failures, st.rest_until = 0, 0, None
         return True
 
     def reserved_for(self, desk: str) -> str | None:

@@ -105,6 +105,10 @@ class CallServices(Protocol):
     def desk_not_answered(self, desk: str) -> None:
         """A desk rang out; enough in a row pauses it (logged)."""
 
+    def desk_failed(self, desk: str, counts: bool) -> None:
+        """A desk did not take an offered call (busy, declined, unreachable, or hung up on the
+        whisper): it rests before it is offered again; ``counts`` towards the auto-pause."""
+
     async def anyone_signed_in(self) -> bool:
         """Is any supervisor there at all (registered and not signed out)?"""
 

@@ -12,6 +12,8 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import wave
+from functools import cache
 from pathlib import Path
 
 HERE = Path(__file__).parent
@@ -49,14 +51,14 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "whisper_intro": "Verify Line call.",
         "result_on_duty": "Officer on duty.",
         "result_off_duty": "Officer not on duty.",
-        "result_restricted": "Restricted. Card withdrawn, suspended or left.",
+        "result_restricted": "Card restricted.",
         "result_unknown": "Number not found on the roster.",
         "result_none_entered": "No number entered.",
         "flag_many_lookups": "Flagged: many lookups from this caller.",
-        "flag_emergency": "Emergency key pressed.",
+        "flag_emergency": "Emergency.",
         "warrant_number": "Warrant number",
         "whisper_reference": "Reference",
-        "whisper_hint": "Press 1 to speak to the caller.",
+        "whisper_hint": "Press 1 to connect.",
         "paused": "You are paused. No calls will be offered.",
         "available": "You are available for calls.",
         "fallback_connecting": "Please hold while I connect you to a police supervisor.",
@@ -121,6 +123,14 @@ VOICES = {"en": "en-gb", "pl": "pl"}
 
 def path(lang: str, prompt_id: str) -> Path:
     return HERE / lang / f"{prompt_id}.wav"
+
+
+@cache
+def seconds(media: str) -> float:
+    """How long a catalogue prompt ('en/greeting', as :func:`prompt` names it) plays."""
+    lang, prompt_id = media.split("/", 1)
+    with wave.open(str(path(lang, prompt_id))) as w:
+        return float(w.getnframes()) / float(w.getframerate())
 
 
 def render(lang: str, prompt_id: str, text: str) -> None:

@@ -9,6 +9,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 from tests.e2e import ports
@@ -34,6 +35,21 @@ def sip_requests(message_log: Path) -> list[str]:
             if not first.startswith("SIP/"):
                 seen.append(first)
     return seen
+
+
+def received_invites(message_log: Path) -> list[tuple[datetime, str]]:
+    """When each INVITE reached a sipp instance (sipp's own clock) and its From header (the
+    desk's display shows the caller's reference there)."""
+    if not message_log.exists():
+        return []
+    found = []
+    text = message_log.read_text(errors="replace")
+    for block in re.split(r"\n(?=-{20,} \d{4}-)", "\n" + text):
+        m = re.match(r"\s*-{20,} (\S+ \S+)\s*\n.*?message received \[\d+\] bytes :\s*\n\s*\n"
+                     r"INVITE .*?\nFrom: ([^\n]*)", block, re.S)
+        if m:
+            found.append((datetime.fromisoformat(m.group(1)), m.group(2)))
+    return found
 
 
 @dataclass
@@ -70,6 +86,9 @@ class DeskPhone:
 
     def received(self) -> list[str]:
         return sip_requests(self.log)
+
+    def invites(self) -> list[tuple[datetime, str]]:
+        return received_invites(self.log)
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

@@ -201,7 +201,7 @@ def test_given_desk_answers_then_whisper_before_bridge_and_hang_up_keeps_caller_
     assert kinds.index("whisper") < kinds.index("desk_hung_up_during_whisper") < last("whisper")
     assert last("whisper") < last("whisper_done") < kinds.index("bridged")
     text = next(e["prompt"] for e in events if e["kind"] == "whisper")
-    assert "result_restricted" in text and "warrant_number" in text
+    assert "result_restricted" in text  # the number and reference are on the display
 
 
 def _overflow_phone() -> AbstractContextManager[subprocess.Popen[bytes]]:

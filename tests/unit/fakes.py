@@ -84,6 +84,7 @@ class FakeServices:
     roster: dict[str, RosterResult] = field(default_factory=dict)
     desks: tuple[str, ...] = ("desk1", "desk2")
     released: list[tuple[str, bool]] = field(default_factory=list)
+    failed: list[tuple[str, bool]] = field(default_factory=list)
     pool: DeskPool = field(default_factory=lambda: DeskPool(("desk1", "desk2"), {}))
     call_key: str = "c1"
     timeline: list[tuple[str, dict[str, object]]] = field(default_factory=list)
@@ -118,6 +119,10 @@ class FakeServices:
 
     def desk_not_answered(self, desk: str) -> None:
         self.pool.no_answer(desk)
+
+    def desk_failed(self, desk: str, counts: bool) -> None:
+        self.pool.failed(desk, counts)
+        self.failed.append((desk, counts))
 
     async def anyone_signed_in(self) -> bool:
         return self.pool.any_signed_in(await self.tel.desk_presence(self.desks))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from ivr import prompts
 from ivr.callflow import (
     Bridged,
     CallerGone,
@@ -18,6 +19,9 @@ from ivr.callflow import (
     PlaybackDone,
     ReadBack,
     TimerFired,
+    Wake,
+    whisper_media,
+    whisper_seconds,
 )
 from ivr.config import EntrySettings
 from ivr.models import EndReason, RosterResult
@@ -494,15 +498,70 @@ async def test_given_desk_answers_then_supervisor_hears_the_whisper_before_the_c
 
     whisper = tel.ops("play")[-1]
     assert whisper[1] == "c1-desk1"  # played to the desk leg only
-    assert whisper[3][:2] == ("en/whisper_intro", "en/result_restricted")
-    assert "en/warrant_number" in whisper[3] and "en/whisper_reference" in whisper[3]
+    # what the supervisor needs to hear once; number and reference are on the display
+    assert whisper[3] == ("en/result_restricted", "en/whisper_hint")
     assert not tel.ops("create_bridge")
+    # the caller is connected a fixed time after the answer, not after the whisper ends
+    assert timers.running["whisper"] == whisper_seconds(set()) + 3.0
     await call.dispatch(PlaybackDone(str(whisper[2])))
-    assert timers.running["whisper"] == 3.0
+    assert timers.running["whisper"] == whisper_seconds(set()) + 3.0
 
     await call.dispatch(TimerFired("whisper"))
 
     assert tel.ops("create_bridge") and isinstance(call.state, Bridged)
+
+
+@pytest.mark.parametrize("flags", [set(), {"emergency"}, {"many_lookups"}])
+def test_given_any_roster_result_then_the_whisper_wait_is_the_same_and_short(flags) -> None:
+    longest = max(sum(prompts.seconds(m) for m in whisper_media(r, flags))
+                  for r in RosterResult)
+    assert whisper_seconds(flags) == longest  # padded to the longest: reveals nothing
+    assert whisper_seconds(flags) + 3.0 <= 7.5  # with the default 3 s wait, within 8 s
+
+
+async def test_given_whisper_when_caller_hangs_up_then_the_desk_that_answered_is_kept() -> None:
+    call, tel, _, services = make_call()
+    await call.start()
+    await connect(call, tel, "123456")
+    await call.dispatch(DeskAnswered("c1-desk1"))
+
+    await call.dispatch(CallerGone())
+
+    d = call.ctx.data
+    assert (d.answered_desk, d.end_reason) == ("desk1", EndReason.CALLER_LEFT_DURING_WHISPER)
+    assert d.answered_at is not None and d.bridge_id is None
+    assert ("hangup", "c1-desk1") in tel.requests  # the supervisor is not left on the line
+    assert "caller_left_during_whisper" in services.kinds()
+
+
+async def test_given_desk_answers_busy_then_it_rests_and_is_not_rung_again_at_once() -> None:
+    call, tel, _, services = make_call(presence={"desk1": ONLINE})
+    await call.start()
+    await connect(call, tel, "123456")
+    assert [o[1] for o in tel.ops("originate")] == ["desk1"]
+
+    await call.dispatch(DeskGone("c1-desk1", "User busy"))
+    await call.dispatch(Wake())  # our own release wakes every waiting caller
+    await call.dispatch(TimerFired("retry"))
+
+    assert [o[1] for o in tel.ops("originate")] == ["desk1"]  # resting: not rung in a loop
+    assert services.failed == [("desk1", True)]  # counts towards the auto-pause
+    assert services.pool.status["desk1"].no_answers == 1
+
+
+async def test_given_supervisor_hangs_up_during_whisper_then_desk_rests_uncounted() -> None:
+    call, tel, _, services = make_call(presence={"desk1": ONLINE})
+    await call.start()
+    await connect(call, tel, "123456")
+    await call.dispatch(DeskAnswered("c1-desk1"))
+
+    await call.dispatch(DeskGone("c1-desk1"))
+    await call.dispatch(Wake())
+
+    assert [o[1] for o in tel.ops("originate")] == ["desk1"]
+    assert services.failed == [("desk1", False)]
+    d = call.ctx.data
+    assert (d.answered_desk, d.answered_at) == (None, None)  # it gave the call back
 
 
 async def test_given_supervisor_hangs_up_during_whisper_then_caller_stays_at_the_front() -> None:

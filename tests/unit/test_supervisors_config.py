@@ -137,6 +137,30 @@ def test_given_desk_rings_out_n_times_in_a_row_then_it_is_paused():
     assert pool.free({"desk1": ON}) == []
 
 
+def test_given_desk_fails_again_and_again_then_its_rest_doubles_up_to_a_cap():
+    pool = DeskPool(["desk1"], {}, auto_pause_after=0)
+    t = datetime(2026, 1, 1, 12, tzinfo=UTC)
+    rests = []
+    for _ in range(5):
+        paused, until = pool.failed("desk1", at=t)
+        assert paused is False and until is not None
+        rests.append((until - t).total_seconds())
+        assert pool.free({"desk1": ON}, at=until - timedelta(milliseconds=1)) == []
+        assert pool.free({"desk1": ON}, at=until) == ["desk1"]
+    assert rests == [5, 10, 20, 30, 30]
+    pool.answered("desk1")  # an answered call ends the run
+    assert (pool.failed("desk1", at=t)[1] - t).total_seconds() == 5  # type: ignore[operator]
+
+
+def test_given_desk_refuses_calls_then_it_counts_towards_the_auto_pause_unless_told_not_to():
+    pool = DeskPool(["desk1"], {}, auto_pause_after=2)
+    assert pool.failed("desk1", counts=False)[0] is False
+    assert pool.failed("desk1")[0] is False
+    assert pool.failed("desk1")[0] is True  # two refusals in a row: paused
+    pool.set_availability("desk1", False, False)  # the supervisor is back: no rest either
+    assert pool.free({"desk1": ON}) == ["desk1"]
+
+
 def test_given_paused_or_signed_out_then_never_offered_and_signed_out_counts_as_absent():
     pool = DeskPool(["desk1", "desk2"], {})
     pool.set_availability("desk1", paused=True, signed_out=False)
