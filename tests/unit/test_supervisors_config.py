@@ -9,7 +9,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from ari_app import lab
-from ari_app.service import LoopTimers, caller_channel_of, flow_settings
+from ari_app.client import AriEvent
+from ari_app.service import LoopTimers, caller_channel_of, driver_hangup, flow_settings
 from ivr.config import Settings
 from ivr.exceptions import ConfigError
 from ivr.supervisors import DeskPool
@@ -198,3 +199,13 @@ def test_given_rtp_timeout_setting_then_the_trunk_gets_it_and_five_times_it_on_h
     assert f"rtp_timeout_hold = {hold}\n" in trunk
     assert "timers = yes" in trunk
 
+
+@pytest.mark.parametrize(("raw", "by_driver"), [
+    # measured on Asterisk 22: the RTP timeout, a BYE from the caller, the app's own DELETE
+    ({"soft": True, "cause": 1}, True),
+    ({"cause": 16}, False),
+    ({"soft": True, "cause": 32}, False),
+])
+def test_given_a_hangup_request_then_only_the_channel_driver_s_own_counts(raw, by_driver):
+    ev = AriEvent("ChannelHangupRequest", {**raw, "channel": {"id": "1.1"}})
+    assert driver_hangup(ev) is by_driver
