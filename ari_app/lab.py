@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import math
 import os
 import shutil
 import signal
@@ -131,6 +132,16 @@ def render_desks(settings: Settings, env: Mapping[str, str]) -> str:
     return "".join(parts)
 
 
+# A caller's phone that put the line on hold (sendonly/inactive) may rightly send no RTP at
+# all, so a held caller is given several times the normal timeout before being called gone.
+RTP_HOLD_FACTOR = 5
+
+
+def rtp_timeout(settings: Settings) -> int:
+    """Whole seconds for pjsip's ``rtp_timeout`` (0: off); a fraction rounds up, never to 0."""
+    return math.ceil(settings.rtp_timeout)
+
+
 def template_values(settings: Settings, spool_dir: str) -> dict[str, str]:
     return {
         "BIND": settings.bind_address,
@@ -147,6 +158,8 @@ def template_values(settings: Settings, spool_dir: str) -> dict[str, str]:
         "SPOOL_DIR": spool_dir,
         "FALLBACK_RING": str(int(settings.ring_timeout)),
         "OVERFLOW_URI": settings.overflow_uri,
+        "RTP_TIMEOUT": str(rtp_timeout(settings)),
+        "RTP_TIMEOUT_HOLD": str(rtp_timeout(settings) * RTP_HOLD_FACTOR),
     }
 
 

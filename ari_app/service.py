@@ -78,6 +78,13 @@ SPOOL_INTERVAL = 2.0
 ROSTER_COPY_INTERVAL = 30.0  # how old the in-memory roster may be when the database goes
 RESYNC_RETRY = 2.0
 LINGER_SECONDS = 30.0  # keep an ended call around to absorb its late events
+# How Asterisk 22 ends a caller its RTP timeout found silent (res_pjsip_sdp_rtp, measured in
+# tests/e2e/test_found_outside_rtp.py): ChannelHangupRequest with soft=true and cause 1
+# (AST_SOFTHANGUP_DEV: the channel driver's own request), StasisEnd, then ChannelDestroyed
+# with cause 44 (AST_CAUSE_REQUESTED_CHAN_UNAVAIL). A BYE is a hard request carrying a Q.850
+# cause; the app's own hang-up is soft with cause 32 (AST_SOFTHANGUP_EXPLICIT).
+SOFTHANGUP_DEV = 1
+CAUSE_MEDIA_TIMEOUT = 44
 
 
 def journal_path(settings: Settings) -> Path:
@@ -95,6 +102,11 @@ def flow_settings(settings: Settings) -> FlowSettings:
                         queue_max_wait=settings.queue_max_wait,
                         whisper_timeout=settings.whisper_timeout,
                         recording=settings.recording)
+
+
+def driver_hangup(ev: AriEvent) -> bool:
+    """A hang-up the channel driver asked for itself (not the far end's BYE, not ours)."""
+    return ev.raw.get("soft") is True and ev.raw.get("cause") == SOFTHANGUP_DEV
 
 
 def caller_channel_of(channel_id: str) -> str:
@@ -305,6 +317,9 @@ class LineService:
         self.flow = flow_settings(settings)
         self.pool = DeskPool(settings.desks, {}, settings.wrap_up, settings.auto_pause_after)
         self.calls: dict[str, CallRuntime] = {}
+        # caller channels the channel driver itself asked to hang up, until their
+        # ChannelDestroyed tells whether it was the RTP timeout
+        self._driver_hangups: set[str] = set()
         self._db = ThreadPoolExecutor(1, thread_name_prefix="verifyline-db")  # reads
         self.durable = DurableLog(Journal(journal_path(settings)), store, logops.APPLIERS)
         self.roster_copy = roster.RosterCopy()
@@ -531,6 +546,15 @@ class LineService:
                 self.spawn(self._feature(channel.id, channel.name, "".join(ev.args[1:2])))
             case "StasisStart":
                 self._start_call(channel.id, channel.caller_number)
+            case "ChannelHangupRequest" if (not is_desk and driver_hangup(ev)
+                                            and channel.id in self.calls):
+                self._driver_hangups.add(channel.id)
+            case "StasisEnd" if channel.id in self._driver_hangups:
+                pass  # its ChannelDestroyed, a few ms later, carries the cause that decides
+            case "ChannelDestroyed" if channel.id in self._driver_hangups:
+                self._driver_hangups.discard(channel.id)
+                self._post(channel.id, CallerGone(
+                    ev.cause, connection_lost=ev.raw.get("cause") == CAUSE_MEDIA_TIMEOUT))
             case "StasisEnd" | "ChannelDestroyed":
                 self._post(channel.id, DeskGone(channel.id, ev.cause) if is_desk
                            else CallerGone(ev.cause))

@@ -78,7 +78,11 @@ class DeskGone:
 
 @dataclass(frozen=True)
 class CallerGone:
+    """The caller's channel left; ``connection_lost``: Asterisk hung it up because no RTP came
+    from the caller any more (their phone or network vanished without a BYE)."""
+
     cause: str = ""
+    connection_lost: bool = False
 
 
 @dataclass(frozen=True)
@@ -137,6 +141,9 @@ class CallData:
     hold_bridge_id: str | None = None
     queued_at: datetime | None = None
     recording: str | None = None
+    # set from CallerGone before any state sees it, so every state's on_caller_gone (and the
+    # base one they defer to) can tell a lost connection from a hang-up
+    connection_lost: bool = False
 
 
 @dataclass(frozen=True)
@@ -204,7 +211,8 @@ class State:
                 return await self.on_desk_answered(ctx, channel_id)
             case DeskGone(channel_id, cause):
                 return await self.on_desk_gone(ctx, channel_id, cause)
-            case CallerGone(cause):
+            case CallerGone(cause, connection_lost):
+                ctx.data.connection_lost = ctx.data.connection_lost or connection_lost
                 return await self.on_caller_gone(ctx, cause)
             case DeskDtmf(channel_id, digit):
                 return await self.on_desk_dtmf(ctx, channel_id, digit)
@@ -268,6 +276,8 @@ class State:
         return self
 
     async def on_caller_gone(self, ctx: CallContext, cause: str) -> State:
+        if ctx.data.connection_lost:
+            return await go(ctx, Ended(EndReason.CALLER_CONNECTION_LOST))
         return await go(ctx, Ended(EndReason.CALLER_ABANDONED))
 
     async def on_lost(self, ctx: CallContext, reason: EndReason) -> State:
@@ -824,7 +834,8 @@ class Connecting(State):
         ctx.data.legs.pop(whispered, None)
         ctx.record("caller_left_during_whisper", desk=ctx.data.desk, channel=whispered)
         await ctx.tel.hangup(whispered)
-        return await go(ctx, Ended(EndReason.CALLER_LEFT_DURING_WHISPER))
+        return await go(ctx, Ended(EndReason.CALLER_CONNECTION_LOST if ctx.data.connection_lost
+                                   else EndReason.CALLER_LEFT_DURING_WHISPER))
 
     async def on_lost(self, ctx: CallContext, reason: EndReason) -> State:
         for leg in list(ctx.data.legs):
@@ -849,7 +860,8 @@ class Bridged(State):
     async def on_caller_gone(self, ctx: CallContext, cause: str) -> State:
         if ctx.data.desk_channel_id is not None:
             await ctx.tel.hangup(ctx.data.desk_channel_id)
-        return await go(ctx, Ended(EndReason.CALLER_HANGUP))
+        return await go(ctx, Ended(EndReason.CALLER_CONNECTION_LOST if ctx.data.connection_lost
+                                   else EndReason.CALLER_HANGUP))
 
     async def on_desk_gone(self, ctx: CallContext, channel_id: str, cause: str) -> State:
         if channel_id != ctx.data.desk_channel_id:

@@ -27,9 +27,10 @@ from ivr.store import insert_new
 
 REFERENCE_DIGITS = 6
 # calls that ended before a supervisor answered and whose caller should be called back: they
-# gave up while queued, or the line lost them (the app or Asterisk went down)
+# gave up while queued or during the whisper, or the line lost them (the app or Asterisk went
+# down, or their own connection vanished)
 CALL_BACK = (EndReason.CALLER_ABANDONED, EndReason.CALLER_LEFT_DURING_WHISPER, EndReason.LOST,
-             EndReason.ASTERISK_RESTART)
+             EndReason.ASTERISK_RESTART, EndReason.CALLER_CONNECTION_LOST)
 
 
 def random_reference() -> str:

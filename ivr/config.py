@@ -108,6 +108,8 @@ class Settings:
     queue_max_wait: float = 120.0
     whisper_timeout: float = 3.0
     sweep_grace: float = 10.0
+    # a trunk caller with no RTP for this long is hung up by Asterisk (0: off); see docs/lab.md
+    rtp_timeout: float = 60.0
     recording: bool = True
     rate_limit: int = 5
     rate_window: float = 600.0
@@ -174,6 +176,7 @@ class Settings:
             queue_max_wait=_seconds(env, "VERIFYLINE_QUEUE_MAX_WAIT", 120.0),
             whisper_timeout=_seconds(env, "VERIFYLINE_WHISPER_TIMEOUT", 3.0),
             sweep_grace=_seconds(env, "VERIFYLINE_SWEEP_GRACE", 10.0),
+            rtp_timeout=_seconds(env, "VERIFYLINE_RTP_TIMEOUT", 60.0, allow_zero=True),
             recording=_flag(env, "VERIFYLINE_RECORDING", True),
             rate_limit=_int(env, "VERIFYLINE_RATE_LIMIT", 5, 1, 10000),
             rate_window=_seconds(env, "VERIFYLINE_RATE_WINDOW", 600.0),

@@ -67,6 +67,8 @@ class EndReason(enum.StrEnum):
     HANDED_TO_FALLBACK = "handed_to_fallback"  # the app hit an error; dialplan took over
     LOST = "lost"  # the call vanished while the app was away (closed on resync)
     ASTERISK_RESTART = "asterisk_restart"  # Asterisk went down (crash/restart) with the call
+    # Asterisk hung the caller up: no RTP from them for VERIFYLINE_RTP_TIMEOUT (gone, no BYE)
+    CALLER_CONNECTION_LOST = "caller_connection_lost"
 
 
 # The SIP From user, i.e. whatever the caller's side sends: no length is guaranteed. SQLite never

@@ -65,6 +65,11 @@ class RtpPhone:
         self._ts = random.getrandbits(16)
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
+        # the sending side, when the test lets this phone talk like a real one (send_audio)
+        self._send_lock = threading.Lock()
+        self._talking = threading.Event()
+        self._talker: threading.Thread | None = None
+        self.last_sent = 0.0  # time.monotonic() of the last RTP packet this phone sent
 
     def _read(self) -> None:
         while not self._stop.is_set():
@@ -99,20 +104,53 @@ class RtpPhone:
         return sent
 
     def _event(self, code: int, steps: int = 5) -> None:
-        self._ts += 1600
-        for i in range(steps):
-            self._packet(code, (i + 1) * 160, end=False, marker=i == 0)
-            time.sleep(FRAME_MS / 1000)
-        for _ in range(3):  # the end packet, sent three times as RFC 4733 advises
-            self._packet(code, steps * 160, end=True, marker=False)
+        with self._send_lock:  # a real phone sends the event instead of audio, not beside it
+            self._ts += 1600
+            for i in range(steps):
+                self._packet(code, (i + 1) * 160, end=False, marker=i == 0)
+                time.sleep(FRAME_MS / 1000)
+            for _ in range(3):  # the end packet, sent three times as RFC 4733 advises
+                self._packet(code, steps * 160, end=True, marker=False)
 
     def _packet(self, code: int, duration: int, end: bool, marker: bool) -> None:
-        self._seq = (self._seq + 1) & 0xFFFF
-        header = struct.pack("!BBHII", 0x80, (0x80 if marker else 0) | PT_DTMF, self._seq,
-                             self._ts, self._ssrc)
         body = struct.pack("!BBH", code, (0x80 if end else 0) | 10, duration)
+        self._send(PT_DTMF, marker, body)
+
+    def _send(self, payload_type: int, marker: bool, body: bytes) -> None:
+        self._seq = (self._seq + 1) & 0xFFFF
+        header = struct.pack("!BBHII", 0x80, (0x80 if marker else 0) | payload_type, self._seq,
+                             self._ts & 0xFFFFFFFF, self._ssrc)
         assert self.remote is not None
         self.sock.sendto(header + body, self.remote)
+        self.last_sent = time.monotonic()
+
+    def send_audio(self) -> None:
+        """Send a 20 ms PCMU frame (silence) every 20 ms until :meth:`stop_audio`, as a real
+        phone does even while its user only listens: Asterisk's RTP timeout sees it alive."""
+        assert self.remote is not None, "no remote RTP address yet"
+        self._talking.set()
+        self._talker = threading.Thread(target=self._talk, daemon=True)
+        self._talker.start()
+
+    def _talk(self) -> None:
+        frame = bytes([0xFF]) * (8 * FRAME_MS)  # PCMU silence
+        next_at = time.monotonic()
+        while self._talking.is_set() and not self._stop.is_set():
+            with self._send_lock:
+                self._ts += len(frame)
+                try:
+                    self._send(PT_PCMU, False, frame)
+                except OSError:
+                    return
+            next_at += FRAME_MS / 1000
+            time.sleep(max(0.0, next_at - time.monotonic()))
+
+    def stop_audio(self) -> float:
+        """Stop sending (the phone is gone); return when its last RTP packet left."""
+        self._talking.clear()
+        if self._talker is not None:
+            self._talker.join(timeout=2)
+        return self.last_sent
 
     def frames(self, start: float, end: float) -> list[tuple[float, float]]:
         """(arrival time, RMS level) of each audio packet received in [start, end)."""
@@ -145,7 +183,10 @@ class RtpPhone:
                     w.writeframes(struct.pack(f"<{len(p.payload)}h", *(ULAW[b] for b in p.payload)))
 
     def close(self) -> None:
+        self._talking.clear()
         self._stop.set()
+        if self._talker is not None:
+            self._talker.join(timeout=2)
         self.sock.close()
         self._reader.join(timeout=2)
 

@@ -193,6 +193,58 @@ async def test_given_desk_ringing_when_caller_hangs_up_then_desk_is_cancelled() 
     assert timers.running == {}
 
 
+async def test_given_desk_ringing_when_caller_connection_is_lost_then_cancelled_and_logged_so(
+        ) -> None:
+    call, tel, timers, _ = make_call()
+    await call.start()
+    await key(call, "123456#1")
+
+    await call.dispatch(CallerGone("Requested channel not available", connection_lost=True))
+
+    assert ("hangup", "c1-desk1") in tel.requests
+    assert isinstance(call.state, Ended)
+    assert call.ctx.data.end_reason is EndReason.CALLER_CONNECTION_LOST
+    assert timers.running == {}
+
+
+async def test_given_caller_queued_when_connection_is_lost_then_ended_connection_lost() -> None:
+    call, tel, timers, _ = make_call(presence={"desk1": BUSY})
+    await call.start()
+    await key(call, "123456#1")
+    assert not tel.ops("originate")  # waiting in the holding bridge
+
+    await call.dispatch(CallerGone(connection_lost=True))
+
+    assert ("destroy_bridge", "c1-hold") in tel.requests
+    assert call.ctx.data.end_reason is EndReason.CALLER_CONNECTION_LOST
+    assert timers.running == {}
+
+
+async def test_given_caller_keying_when_connection_is_lost_then_ended_connection_lost() -> None:
+    call, _, _, _ = make_call()
+    await call.start()
+    await key(call, "12")
+
+    await call.dispatch(CallerGone(connection_lost=True))
+
+    assert call.ctx.data.end_reason is EndReason.CALLER_CONNECTION_LOST
+
+
+async def test_given_bridged_when_caller_connection_is_lost_then_desk_hung_up_and_logged_so(
+        ) -> None:
+    call, tel, _, services = make_call()
+    await call.start()
+    await connect(call, tel, "123456")
+    await answer_desk(call)
+
+    await call.dispatch(CallerGone("Requested channel not available", connection_lost=True))
+
+    assert ("hangup", "c1-desk1") in tel.requests
+    assert ("destroy_bridge", "c1-bridge") in tel.requests
+    assert call.ctx.data.end_reason is EndReason.CALLER_CONNECTION_LOST
+    assert services.released == [("desk1", True)]
+
+
 async def test_given_desk_rejects_when_ringing_then_next_desk_rings_at_once() -> None:
     call, tel, _, _ = make_call()
     await call.start()

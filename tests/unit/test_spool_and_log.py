@@ -156,3 +156,22 @@ def test_given_caller_abandons_while_queued_then_one_callback_is_listed(store):
     with store.session() as s:
         assert calllog.callbacks(s) == []
         assert len(calllog.callbacks(s, include_done=True)) == 1
+
+
+@pytest.mark.parametrize(("answered", "callbacks"), [(False, 1), (True, 0)])
+def test_given_caller_connection_lost_then_a_callback_only_if_nobody_had_answered(
+        store, answered, callbacks):
+    started = datetime(2026, 11, 24, 12, tzinfo=UTC)
+    with store.session() as s:
+        ref = calllog.open_call(s, "4.1", "07700900952", started)
+    data = CallData(channel_id="4.1", caller_number="07700900952", reference=ref,
+                    started_at=started, digits="123456", queued_at=started,
+                    answered_at=started if answered else None, ended_at=started,
+                    end_reason=EndReason.CALLER_CONNECTION_LOST, state="ended")
+    with store.session() as s:
+        calllog.save(s, data, "ended", {"reason": "caller_connection_lost"})
+
+    with store.session() as s:
+        (call,) = calllog.list_calls(s)
+        assert call["end_reason"] == "caller_connection_lost"
+        assert len(calllog.callbacks(s)) == callbacks

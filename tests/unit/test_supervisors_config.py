@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from ari_app.service import LoopTimers, caller_channel_of, flow_settings
+from ari_app import lab
+from ari_app.client import AriEvent
+from ari_app.service import LoopTimers, caller_channel_of, driver_hangup, flow_settings
 from ivr.config import Settings
 from ivr.exceptions import ConfigError
 from ivr.supervisors import DeskPool
@@ -54,6 +57,7 @@ def test_given_env_when_read_then_typed_settings(tmp_path):
 @pytest.mark.parametrize(("name", "value"), [
     ("VERIFYLINE_SIP_PORT", "abc"), ("VERIFYLINE_RTP_PORTS", "20000"),
     ("VERIFYLINE_LINE_NUMBER", "08-00"), ("VERIFYLINE_RING_TIMEOUT", "-1"),
+    ("VERIFYLINE_RTP_TIMEOUT", "-1"), ("VERIFYLINE_RTP_TIMEOUT", "soon"),
 ])
 def test_given_bad_setting_then_a_clear_error_names_it(tmp_path, name, value):
     with pytest.raises(ConfigError, match=name):
@@ -201,3 +205,31 @@ def test_given_queue_settings_in_the_environment_then_the_call_flow_gets_them(tm
 def test_given_an_unknown_strategy_then_the_setting_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="VERIFYLINE_STRATEGY"):
         Settings.from_env({"VERIFYLINE_HOME": str(tmp_path), "VERIFYLINE_STRATEGY": "random"})
+
+
+@pytest.mark.parametrize(("env", "timeout", "hold"), [
+    ({}, "60", "300"), ({"VERIFYLINE_RTP_TIMEOUT": "0"}, "0", "0"),
+    ({"VERIFYLINE_RTP_TIMEOUT": "2.5"}, "3", "15"),
+])
+def test_given_rtp_timeout_setting_then_the_trunk_gets_it_and_five_times_it_on_hold(
+        tmp_path, env, timeout, hold):
+    s = Settings.from_env({"VERIFYLINE_HOME": str(tmp_path), **env})
+    etc = tmp_path / "etc"
+
+    lab.render_config(replace(s, ari_password="x"), etc, "/spool", {})
+
+    trunk = (etc / "pjsip.conf").read_text().split("[trunk]")[1]
+    assert f"rtp_timeout = {timeout}\n" in trunk
+    assert f"rtp_timeout_hold = {hold}\n" in trunk
+    assert "timers = yes" in trunk
+
+
+@pytest.mark.parametrize(("raw", "by_driver"), [
+    # measured on Asterisk 22: the RTP timeout, a BYE from the caller, the app's own DELETE
+    ({"soft": True, "cause": 1}, True),
+    ({"cause": 16}, False),
+    ({"soft": True, "cause": 32}, False),
+])
+def test_given_a_hangup_request_then_only_the_channel_driver_s_own_counts(raw, by_driver):
+    ev = AriEvent("ChannelHangupRequest", {**raw, "channel": {"id": "1.1"}})
+    assert driver_hangup(ev) is by_driver
