@@ -167,6 +167,7 @@ def test_given_caller_connection_lost_then_a_callback_only_if_nobody_had_answere
     data = CallData(channel_id="4.1", caller_number="07700900952", reference=ref,
                     started_at=started, digits="123456", queued_at=started,
                     answered_at=started if answered else None, ended_at=started,
+                    bridge_id="4.1-bridge" if answered else None,  # they had talked
                     end_reason=EndReason.CALLER_CONNECTION_LOST, state="ended")
     with store.session() as s:
         calllog.save(s, data, "ended", {"reason": "caller_connection_lost"})
