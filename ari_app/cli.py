@@ -18,7 +18,7 @@ from ari_app import lab
 from ari_app.client import AriClient
 from ari_app.service import LineService
 from ari_app.supervise import Supervisor
-from ivr import calllog, roster
+from ivr import callers, calllog, roster
 from ivr.config import Settings
 from ivr.exceptions import VerifyLineError
 from ivr.store import Store, is_migrated
@@ -190,7 +190,7 @@ def cmd_calls_list(args: argparse.Namespace) -> int:
         return 0
     for c in calls:
         print(f"{c['id']:>5} {c['started_at']} ref {c['reference']} from "
-              f"{c['caller_number'] or 'withheld'}: {c['warrant_number'] or '-'} "
+              f"{callers.shown(c['caller_number'])}: {c['warrant_number'] or '-'} "
               f"{c['roster_result']} -> {c['supervisor'] or 'nobody'} "
               f"({c['end_reason'] or 'in progress'}, {c['path']})")
     return 0
@@ -252,7 +252,8 @@ def cmd_callbacks(args: argparse.Namespace) -> int:
         print(json.dumps(rows, indent=2))
     else:
         for r in rows:
-            print(f"{r['id']:>4} {r['created_at']} {r['caller_number']:<15} ref {r['reference']}"
+            number = callers.shown(r["caller_number"])
+            print(f"{r['id']:>4} {r['created_at']} {number:<15} ref {r['reference']}"
                   f" keyed {r['digits_entered'] or '-'}"
                   + (f" done {r['done_at']} by {r['done_by']}" if r["done_at"] else ""))
     return 0

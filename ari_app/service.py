@@ -31,7 +31,7 @@ from ari_app.client import (
     EventStream,
 )
 from ari_app.sweeper import Sweeper
-from ivr import calllog, logops, roster
+from ivr import callers, calllog, logops, roster
 from ivr.callflow import (
     FLAG_EMERGENCY,
     Bridged,
@@ -575,7 +575,8 @@ class LineService:
     def _start_call(self, channel_id: str, caller_number: str) -> None:
         if channel_id in self.calls:
             return
-        data = CallData(channel_id=channel_id, caller_number=caller_number or None,
+        # a withheld number (anonymous, Restricted, no From user...) is None from here on
+        data = CallData(channel_id=channel_id, caller_number=callers.caller_number(caller_number),
                         reference="")
         runtime = CallRuntime(self, data)
         self.calls[channel_id] = runtime

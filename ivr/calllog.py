@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session, selectinload
 
+from ivr import callers
 from ivr.callflow import CallData
 from ivr.clock import as_utc, iso, now
 from ivr.models import (
@@ -131,8 +132,8 @@ def save(session: Session, data: CallData, kind: str, detail: dict[str, object],
 def recent_lookups(session: Session, caller_number: str | None, this_call: str,
                    since: datetime) -> int:
     """How many numbers this caller had looked up since ``since`` (other calls than this one).
-    A withheld number cannot be counted."""
-    if not caller_number:
+    A withheld number cannot be counted: withheld callers are many people, not one number."""
+    if callers.caller_number(caller_number) is None:
         return 0
     query = select(func.count(Call.id)).where(
         Call.caller_number == caller_number, Call.started_at >= since,
@@ -175,7 +176,7 @@ def callbacks(session: Session, include_done: bool = False) -> list[dict[str, An
     query = select(Callback).order_by(Callback.created_at, Callback.id)
     if not include_done:
         query = query.where(Callback.done_at.is_(None))
-    return [{"id": c.id, "call_id": c.call_id, "caller_number": c.caller_number or "withheld",
+    return [{"id": c.id, "call_id": c.call_id, "caller_number": callers.shown(c.caller_number),
              "reference": c.reference, "digits_entered": c.digits_entered,
              "created_at": iso(c.created_at), "done_at": iso(c.done_at), "done_by": c.done_by}
             for c in session.scalars(query)]
@@ -198,7 +199,7 @@ def call_as_json(call: Call) -> dict[str, Any]:
     return {
         "id": call.id,
         "reference": call.encounter.reference,
-        "caller_number": call.caller_number,
+        "caller_number": callers.caller_number(call.caller_number),  # rows from before too
         "warrant_number": call.digits_entered or "",
         "roster_result": call.roster_result.value if call.roster_result else None,
         "supervisor": call.supervisor.desk if call.supervisor else None,

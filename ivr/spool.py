@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from ivr.callers import caller_number
 from ivr.calllog import FallbackRecord
 from ivr.models import EndReason
 
@@ -46,7 +47,7 @@ def parse_line(line: str) -> FallbackRecord:
     else:
         reason = EndReason.CALLER_ABANDONED
     return FallbackRecord(
-        channel_id=uniqueid, caller_number=caller or None, started_at=started,
+        channel_id=uniqueid, caller_number=caller_number(caller), started_at=started,
         answered_at=answered, ended_at=ended, desk=desk, end_reason=reason,
         dial_status=dial_status or "NONE",
     )
