@@ -1,8 +1,9 @@
 """The call's state machine: one caller from answer to hang-up.
 
     Greeting ──digit/done──> Collecting ──'#' ok──> ReadBack ──'1' / 3 s──> Connecting
-      │ *1 *2: language        │  ▲ timeout, '#' alone, too few/many digits (re-prompt)
+      │ *1 *2: language        │  ▲ no '#', '#' alone, too few/many digits (re-prompt)
       │                        └──┘ <──────────── *1 (key it again) ─────┘
+      │   no key at all (first-digit timeout): "no number" ──────────────> Connecting
       │   attempts used up ──────────────────────────────────────────────> Connecting
       └── *0 (supervisor now) / *9 (emergency), from any state before the bridge ──┘
     Connecting ──desk answers: whisper, '1' or a fixed time──> Bridged ──either hangs up──> Ended
@@ -32,7 +33,14 @@ from typing import ClassVar
 from ivr.clock import iso, now
 from ivr.config import EntrySettings
 from ivr.models import EndReason, RosterResult
-from ivr.prompts import DEFAULT_LANGUAGE, LANGUAGES, prompt, say_digits, seconds
+from ivr.prompts import (
+    DEFAULT_LANGUAGE,
+    LANGUAGES,
+    PROMPT_TAIL_SECONDS,
+    prompt,
+    say_digits,
+    seconds,
+)
 from ivr.telephony import CallServices, Telephony, Timers
 
 log = logging.getLogger(__name__)
@@ -41,6 +49,13 @@ DIGITS = frozenset("0123456789")
 MAX_KEPT_DIGITS = 64  # a caller leaning on the keypad must not grow the row without bound
 RETRY_SECONDS = 2.0  # how often a waiting caller's search for a free desk is repeated
 SAFETY_KEYS = {"0": "supervisor_now", "9": "emergency"}  # after '*', before the bridge
+
+
+def heard_silence(timeout: float) -> float:
+    """How long an entry timer runs for the caller to hear ``timeout`` seconds of silence: the
+    silent tail every prompt file ends with is already part of it."""
+    return max(timeout - PROMPT_TAIL_SECONDS, 0.0)
+
 
 FLAG_MANY_LOOKUPS = "many_lookups"
 FLAG_EMERGENCY = "emergency"
@@ -291,7 +306,8 @@ async def go(ctx: CallContext, state: State) -> State:
     return await state.enter(ctx)
 
 
-async def lookup_and_connect(ctx: CallContext, digits: str, emergency: bool = False) -> State:
+async def lookup_and_connect(ctx: CallContext, digits: str, emergency: bool = False,
+                             intro: str | None = None) -> State:
     """Check the number against the roster (once per call) and connect the caller to a person.
 
     What the roster says changes nothing the caller hears: only the supervisor learns it."""
@@ -305,7 +321,7 @@ async def lookup_and_connect(ctx: CallContext, digits: str, emergency: bool = Fa
             d.flags.add(FLAG_MANY_LOOKUPS)
         ctx.record("roster_checked", warrant_number=digits, result=found.result.value,
                    flagged=found.flagged)
-    return await go(ctx, Connecting(emergency=emergency))
+    return await go(ctx, Connecting(emergency=emergency, intro=intro))
 
 
 class Greeting(State):
@@ -376,7 +392,7 @@ class Collecting(State):
             ids = ["not_understood", "enter_number"] if self.retry else ["enter_number"]
             self.playback_id = await ctx.play("enter", ctx.say(*ids))
         else:
-            ctx.timers.start("digit", ctx.settings.entry.first_digit_timeout)
+            ctx.timers.start("digit", heard_silence(ctx.settings.entry.first_digit_timeout))
         return self
 
     async def leave(self, ctx: CallContext) -> None:
@@ -398,7 +414,7 @@ class Collecting(State):
             self.playback_id = None
             # the clock for the first digit starts once the caller has heard the question
             if not self.digits:
-                ctx.timers.start("digit", ctx.settings.entry.first_digit_timeout)
+                ctx.timers.start("digit", heard_silence(ctx.settings.entry.first_digit_timeout))
         return self
 
     async def on_dtmf(self, ctx: CallContext, digit: str) -> State:
@@ -407,7 +423,7 @@ class Collecting(State):
             if len(self.digits) < MAX_KEPT_DIGITS:
                 self.digits += digit
             ctx.record("digit", digit=digit, attempt=self.attempt)
-            ctx.timers.start("digit", ctx.settings.entry.inter_digit_timeout)
+            ctx.timers.start("digit", heard_silence(ctx.settings.entry.inter_digit_timeout))
             return self
         if digit == "#":
             ctx.timers.cancel("digit")
@@ -431,6 +447,10 @@ class Collecting(State):
 
     async def _failed(self, ctx: CallContext, why: str) -> State:
         ctx.record("entry_failed", reason=why, attempt=self.attempt, entered=self.digits)
+        if why == "timeout":
+            # not one key: maybe no number, no keypad, or too frightened to use it. Asking
+            # again only adds dead air; a person, now
+            return await lookup_and_connect(ctx, "", intro="no_number")
         if self.attempt >= ctx.settings.entry.max_attempts:
             # never a dead end: after the last attempt a supervisor takes the call anyway
             return await lookup_and_connect(ctx, "")
@@ -532,8 +552,10 @@ class Connecting(State):
     name = "connecting"
     safety_keys = True
 
-    def __init__(self, emergency: bool = False, resumed: bool = False) -> None:
+    def __init__(self, emergency: bool = False, resumed: bool = False,
+                 intro: str | None = None) -> None:
         self.emergency = emergency
+        self.intro = intro  # the prompt id the caller hears in place of "connecting"
         self.resumed = resumed  # adopted after an app restart: the caller has heard it all
         self.overflow_due = emergency  # the control room rings too
         self.overflow_first = emergency  # ...and alone, until its first attempt ends
@@ -561,7 +583,7 @@ class Connecting(State):
         if self.resumed:
             ctx.record("resumed", position=position)  # music on hold never stopped
             return await self._ring_more(ctx)
-        first = ["emergency"] if self.emergency else ["connecting"]
+        first = ["emergency"] if self.emergency else [self.intro or "connecting"]
         notice = ["recorded"] if ctx.settings.recording else []
         media = [*ctx.say(*first, *notice, "reference"), *say_digits(d.language, d.reference)]
         self.playback_id = self.reference_id = await ctx.play("connecting", media)

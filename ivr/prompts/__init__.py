@@ -18,6 +18,9 @@ from pathlib import Path
 
 HERE = Path(__file__).parent
 SOUND_FOLDER = "verifyline"
+# Every rendered prompt ends with this much silence so spoken digits stay apart. The entry
+# timers subtract it (ivr.callflow), so a timeout counts the silence the caller hears.
+PROMPT_TAIL_SECONDS = 0.12
 
 DIGIT_WORDS = {
     "en": ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"],
@@ -40,6 +43,10 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "confirm_hint": "Press 1 if that is right, or star 1 to key it again.",
         "reference": "Your reference is",
         "connecting": "Please hold for a police supervisor.",
+        "no_number": (
+            "If you do not know the number, stay on the line. "
+            "I am putting you through to a police supervisor."
+        ),
         "emergency": "Connecting you to the police control room now. Please stay on the line.",
         "all_busy": (
             "All supervisors are busy. Please stay on the line, "
@@ -83,6 +90,9 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "confirm_hint": "Naciśnij 1, jeśli to się zgadza, albo gwiazdkę i 1, aby wpisać ponownie.",
         "reference": "Twój numer referencyjny to",
         "connecting": "Proszę czekać na dyżurnego oficera policji.",
+        "no_number": (
+            "Jeśli nie znasz numeru, nie rozłączaj się. Łączę z dyżurnym oficerem policji."
+        ),
         "emergency": "Łączę z centrum dowodzenia policji. Proszę się nie rozłączać.",
         "all_busy": (
             "Wszyscy dyżurni są zajęci. Proszę się nie rozłączać, "
@@ -145,7 +155,7 @@ def render(lang: str, prompt_id: str, text: str) -> None:
         subprocess.run(["sox", str(raw), "-r", "8000", "-c", "1", "-b", "16", "-e", "signed",
                         str(out), "silence", "1", "0.02", "0.5%", "reverse",
                         "silence", "1", "0.02", "0.5%", "reverse",
-                        "gain", "-n", "-3", "pad", "0", "0.12"], check=True)
+                        "gain", "-n", "-3", "pad", "0", str(PROMPT_TAIL_SECONDS)], check=True)
 
 
 def main() -> int:

@@ -25,6 +25,7 @@ from ivr.callflow import (
 )
 from ivr.config import EntrySettings
 from ivr.models import EndReason, RosterResult
+from ivr.prompts import PROMPT_TAIL_SECONDS
 from tests.unit.fakes import BUSY, OFFLINE, ONLINE, make_call
 
 
@@ -71,7 +72,7 @@ async def test_given_greeting_when_digit_pressed_then_greeting_stops_and_digit_i
     assert ("stop_playback", greeting) in tel.requests
     assert isinstance(call.state, Collecting)
     assert call.state.digits == "4"
-    assert timers.running["digit"] == EntrySettings().inter_digit_timeout
+    assert timers.running["digit"] == EntrySettings().inter_digit_timeout - PROMPT_TAIL_SECONDS
 
 
 async def test_given_greeting_done_when_prompt_finishes_then_first_digit_timer_starts() -> None:
@@ -83,7 +84,12 @@ async def test_given_greeting_done_when_prompt_finishes_then_first_digit_timer_s
 
     await call.dispatch(PlaybackDone(last_playback(tel)))
 
-    assert timers.running["digit"] == EntrySettings().first_digit_timeout
+    # armed on the audio: the prompt file's silent tail counts towards the timeout
+    assert timers.running["digit"] == EntrySettings().first_digit_timeout - PROMPT_TAIL_SECONDS
+
+
+def test_given_default_entry_settings_then_at_most_4s_of_silence_before_a_first_digit() -> None:
+    assert EntrySettings().first_digit_timeout == 4.0  # the 5 s promise, kept with a margin
 
 
 async def test_given_on_duty_number_when_hash_then_connecting_prompt_and_desk_rings() -> None:
@@ -265,16 +271,74 @@ async def test_given_desk_cannot_be_rung_then_the_next_one_is_tried() -> None:
     assert [o[1] for o in tel.ops("originate")] == ["desk1", "desk2"]
 
 
-async def test_given_no_digits_when_attempts_run_out_then_supervisor_anyway() -> None:
+async def test_given_no_key_at_all_when_first_digit_timeout_then_no_number_and_a_desk_rings(
+        ) -> None:
     call, tel, _, services = make_call()
     await call.start()
     await call.dispatch(PlaybackDone(last_playback(tel)))  # greeting
+    await call.dispatch(PlaybackDone(last_playback(tel)))  # "key in the number"
 
-    for _ in range(3):
-        await call.dispatch(PlaybackDone(last_playback(tel)))  # "key in the number"
-        await call.dispatch(TimerFired("digit"))
+    await call.dispatch(TimerFired("digit"))
 
     assert isinstance(call.state, Connecting)
+    assert tel.ops("play")[-1][3][:2] == ("en/no_number", "en/reference")
+    assert not any("en/not_understood" in p[3] for p in tel.ops("play"))  # not asked again
+    assert call.ctx.data.roster_result is RosterResult.NONE_ENTERED
+    assert call.ctx.data.digits == ""
+    assert [d["reason"] for k, d in services.timeline if k == "entry_failed"] == ["timeout"]
+    assert tel.ops("originate")[0][1] == "desk1"
+    kinds = services.kinds()
+    assert kinds.index("entry_failed") < kinds.index("roster_checked") < kinds.index("queued")
+
+
+async def test_given_polish_caller_keys_nothing_then_the_no_number_prompt_is_polish() -> None:
+    call, tel, _, _ = make_call()
+    await call.start()
+    await call.dispatch(Dtmf("*"))
+    await call.dispatch(Dtmf("2"))
+    await call.dispatch(PlaybackDone(last_playback(tel)))  # greeting, in Polish
+    await call.dispatch(PlaybackDone(last_playback(tel)))
+
+    await call.dispatch(TimerFired("digit"))
+
+    assert tel.ops("play")[-1][3][0] == "pl/no_number"
+
+
+async def test_given_too_few_digits_then_no_key_after_the_reprompt_then_no_number() -> None:
+    call, tel, _, services = make_call()
+    await call.start()
+    await key(call, "12#")
+    assert tel.ops("play")[-1][3] == ("en/not_understood", "en/enter_number")
+    await call.dispatch(PlaybackDone(last_playback(tel)))
+
+    await call.dispatch(TimerFired("digit"))
+
+    assert isinstance(call.state, Connecting)
+    assert tel.ops("play")[-1][3][0] == "en/no_number"
+    assert [d["reason"] for k, d in services.timeline if k == "entry_failed"] == [
+        "too_few_digits", "timeout"]
+
+
+async def test_given_digits_without_hash_when_inter_digit_timeout_then_asked_again() -> None:
+    call, tel, _, services = make_call()
+    await call.start()
+    await key(call, "12")
+
+    await call.dispatch(TimerFired("digit"))
+
+    assert isinstance(call.state, Collecting) and call.state.attempt == 2
+    assert tel.ops("play")[-1][3] == ("en/not_understood", "en/enter_number")
+    assert [d["reason"] for k, d in services.timeline if k == "entry_failed"] == ["no_hash"]
+
+
+async def test_given_wrong_entries_when_attempts_run_out_then_supervisor_anyway() -> None:
+    call, tel, _, services = make_call()
+    await call.start()
+
+    await key(call, "1#2#3#")
+
+    assert isinstance(call.state, Connecting)
+    assert tel.ops("play")[-1][3][0] == "en/connecting"  # they keyed: not the no-number words
     assert call.ctx.data.roster_result is RosterResult.NONE_ENTERED
     assert call.ctx.data.digits == ""
     assert services.kinds().count("entry_failed") == 3
