@@ -81,7 +81,7 @@ CATALOGUE: dict[str, dict[str, str]] = {
             "Korzystaj wyłącznie z opublikowanego numeru tej linii, "
             "nigdy z numeru podanego przez funkcjonariusza."
         ),
-        "language_offer": "Aby kontynuować po polsku, naciśnij gwiazdkę, a potem 2.",
+        "language_offer": "Po polsku: gwiazdka, potem 2.",
         "enter_number": (
             "Wpisz numer legitymacji służbowej funkcjonariusza, a następnie naciśnij krzyżyk."
         ),
