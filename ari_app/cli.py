@@ -21,7 +21,7 @@ from ari_app.supervise import Supervisor
 from ivr import callers, calllog, roster
 from ivr.config import Settings
 from ivr.exceptions import VerifyLineError
-from ivr.store import Store, is_migrated
+from ivr.store import Store, is_migrated, notices
 
 DEMO_ROSTER = Path(__file__).resolve().parents[1] / "ivr" / "demo_roster.csv"
 
@@ -323,6 +323,12 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         check("database", migrated, settings.db_url.split("@")[-1] +
               ("" if migrated else " (no schema)"),
               "run 'verifyline roster import FILE' or 'verifyline lab up' to create it")
+        if migrated:
+            # as every command does on start: a pending migration may leave a notice
+            store.migrate()
+            with store.session() as s:
+                for notice in notices(s):
+                    check(f"stored data ({notice.key})", False, notice.detail, notice.fix)
     except Exception as exc:  # any driver error is a finding, not a crash
         check("database", False, f"{exc}", "check VERIFYLINE_DB_URL and that the server runs")
     print("all good" if problems == 0 else f"{problems} problem(s) found")

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from ivr import callers
 from ivr.callflow import CallData
-from ivr.clock import as_utc, iso, now
+from ivr.clock import iso, now
 from ivr.models import (
     Call,
     Callback,
@@ -283,13 +283,13 @@ def data_from_row(row: Call) -> CallData:
     """What a call row says about the call (for adopting it or closing it)."""
     data = CallData(channel_id=row.channel_id, caller_number=row.caller_number,
                     reference=row.encounter.reference,
-                    started_at=as_utc(row.started_at) or now())
+                    started_at=row.started_at)
     data.digits = row.digits_entered
     data.roster_result = row.roster_result
     data.state = row.state
     data.desk_channel_id = row.desk_channel_id
     data.bridge_id = row.bridge_id
-    data.answered_at = as_utc(row.answered_at)
+    data.answered_at = row.answered_at
     data.answered_desk = row.supervisor.desk if row.supervisor else None
     data.flags = {f for f in row.flags.split(",") if f}
     data.language = row.language

@@ -1,4 +1,5 @@
-"""Time in one place: always timezone-aware UTC (SQLite hands back naive datetimes)."""
+"""Time in one place: always timezone-aware UTC (the store, ivr.models.UtcDateTime, takes and
+gives only aware UTC datetimes, on every backend)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ def now() -> datetime:
 
 
 def as_utc(value: datetime | None) -> datetime | None:
-    """Attach UTC to a naive datetime read back from the store; convert aware ones."""
+    """Convert an aware datetime to UTC; a naive one is taken to be UTC already."""
     if value is None:
         return None
     if value.tzinfo is None:

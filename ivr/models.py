@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import enum
-from datetime import datetime
+from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import (
     JSON,
@@ -17,8 +18,10 @@ from sqlalchemy import (
     String,
     Text,
 )
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.sql.expression import false
+from sqlalchemy.types import TypeDecorator
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -77,8 +80,44 @@ class EndReason(enum.StrEnum):
 CALLER_NUMBER = String(80).with_variant(Text(), "postgresql")
 
 
+class NaiveDatetimeError(ValueError):
+    """A datetime without a UTC offset reached the store: which instant it means is unknown."""
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Every stored time is an instant in UTC, on every backend.
+
+    Why: SQLite has no time zone type; SQLAlchemy wrote an aware value's wall-clock time and
+    dropped its offset, which was then read back as UTC (a +05:30 duty window came out 5 h 30
+    late). So values are converted to UTC on the way in, a naive one is refused (it has no
+    instant), and what comes out is always aware UTC (SQLite hands back naive values).
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if not isinstance(value, datetime):
+            raise TypeError(f"expected a datetime, got {type(value).__name__}: {value!r}")
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise NaiveDatetimeError(
+                f"naive datetime {value.isoformat()} given to the store: "
+                "give it a UTC offset (ivr.clock.now() is aware UTC)")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        if value.tzinfo is None:  # SQLite: stored as UTC by process_bind_param
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
 def _ts() -> Mapped[datetime | None]:
-    return mapped_column(DateTime(timezone=True), nullable=True)
+    return mapped_column(UtcDateTime(), nullable=True)
 
 
 class Officer(Base):
@@ -120,7 +159,7 @@ class Encounter(Base):
     reference: Mapped[str] = mapped_column(String(12), unique=True)
     officer_id: Mapped[int | None] = mapped_column(ForeignKey("officer.id"), nullable=True)
     caller_number: Mapped[str | None] = mapped_column(CALLER_NUMBER, nullable=True)
-    opened_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    opened_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
     officer: Mapped[Officer | None] = relationship()
     calls: Mapped[list[Call]] = relationship(back_populates="encounter")
@@ -144,7 +183,7 @@ class Call(Base):
     digits_entered: Mapped[str] = mapped_column(String(80), default="")
     roster_result: Mapped[RosterResult | None] = mapped_column(_result_enum, nullable=True)
     supervisor_id: Mapped[int | None] = mapped_column(ForeignKey("supervisor.id"), nullable=True)
-    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    started_at: Mapped[datetime] = mapped_column(UtcDateTime())
     answered_at: Mapped[datetime | None] = _ts()
     ended_at: Mapped[datetime | None] = _ts()
     end_reason: Mapped[str | None] = mapped_column(String(40), nullable=True)
@@ -175,7 +214,7 @@ class CallEvent(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     call_id: Mapped[int] = mapped_column(ForeignKey("call.id"), index=True)
-    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    at: Mapped[datetime] = mapped_column(UtcDateTime())
     kind: Mapped[str] = mapped_column(String(40))
     detail: Mapped[dict[str, object]] = mapped_column(JSON, default=dict)
 
@@ -193,7 +232,7 @@ class Callback(Base):
     caller_number: Mapped[str | None] = mapped_column(CALLER_NUMBER, nullable=True)
     reference: Mapped[str] = mapped_column(String(12))
     digits_entered: Mapped[str] = mapped_column(String(80), default="")
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
     done_at: Mapped[datetime | None] = _ts()
     done_by: Mapped[str | None] = mapped_column(String(80), nullable=True)
 
@@ -206,3 +245,15 @@ class JournalCheckpoint(Base):
 
     journal_id: Mapped[str] = mapped_column(String(36), primary_key=True)
     seq: Mapped[int] = mapped_column(Integer)
+
+
+class StoreNotice(Base):
+    """Something wrong with the stored data that only a person can repair (``verifyline
+    doctor`` reports each as FAIL with its fix); whatever repairs it deletes the row."""
+
+    __tablename__ = "store_notice"
+
+    key: Mapped[str] = mapped_column(String(40), primary_key=True)
+    detail: Mapped[str] = mapped_column(Text)
+    fix: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())

@@ -11,12 +11,14 @@ from typing import Protocol
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from ivr.clock import as_utc
 from ivr.exceptions import RosterImportError
-from ivr.models import Encounter, Officer, OfficerStatus, RosterResult
+from ivr.models import Encounter, Officer, OfficerStatus, RosterResult, StoreNotice
 
 CSV_HEADER = ["warrant_number", "name", "rank", "status", "on_duty_from", "on_duty_until"]
 RESTRICTED = {OfficerStatus.SUSPENDED, OfficerStatus.WITHDRAWN, OfficerStatus.LEFT}
+# left by migration 0007 when duty windows had been stored without their offset; an import
+# writes every window afresh, so it repairs them
+LOST_OFFSETS_NOTICE = "roster_offsets_lost"
 
 
 @dataclass(frozen=True)
@@ -47,7 +49,7 @@ def classify(officer: OnRoster | None, digits: str, at: datetime) -> RosterResul
         return RosterResult.UNKNOWN
     if officer.status in RESTRICTED:
         return RosterResult.RESTRICTED
-    start, end = as_utc(officer.on_duty_from), as_utc(officer.on_duty_until)
+    start, end = officer.on_duty_from, officer.on_duty_until  # aware: the store gives UTC
     if start is not None and end is not None and start <= at < end:
         return RosterResult.ON_DUTY
     return RosterResult.OFF_DUTY
@@ -188,4 +190,5 @@ def replace_roster(session: Session, rows: list[RosterRow]) -> int:
         unlinked = [i for i in gone if i not in linked]
         if unlinked:
             session.execute(delete(Officer).where(Officer.id.in_(unlinked)))
+    session.execute(delete(StoreNotice).where(StoreNotice.key == LOST_OFFSETS_NOTICE))
     return len(rows)

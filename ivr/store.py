@@ -10,13 +10,13 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from ivr.exceptions import StoreError
-from ivr.models import Base
+from ivr.models import Base, StoreNotice
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -78,6 +78,11 @@ def migrate(engine: Engine) -> None:
 
 def is_migrated(engine: Engine) -> bool:
     return "call" in inspect(engine).get_table_names()
+
+
+def notices(session: Session) -> list[StoreNotice]:
+    """What is wrong with the stored data and needs a person to fix (see StoreNotice)."""
+    return list(session.scalars(select(StoreNotice).order_by(StoreNotice.key)))
 
 
 def insert_new(session: Session, model: type[Base], key: str, **values: Any) -> int | None:
