@@ -29,7 +29,7 @@ def test_given_lab_running_when_up_again_then_nothing_restarts(the_lab):
 
     assert result.returncode == 0, result.stderr
     assert (lab.read_pid(inst.asterisk_pidfile), lab.read_pid(inst.app_pidfile)) == before
-    assert "sip:0800123456@127.0.0.1:25060" in result.stdout
+    assert f"sip:0800123456@127.0.0.1:{the_lab.settings.sip_port}" in result.stdout
 
 
 @pytest.mark.sqlite_too  # the lab's default database
