@@ -3,7 +3,8 @@
 A desk is offered a call only when it is registered, not in use, not ringing for another
 caller, not paused or signed out, out of wrap-up, and not resting after a failure (a desk that
 answered busy or could not be rung rests 5 s, then 10, 20, at most 30 s, so a do-not-disturb
-phone is never rung in a loop). Free desks go longest-idle first. Callers
+phone is never rung in a loop; only an answered call ends the run). Free desks go
+longest-idle first. Callers
 are served first come, first served, an emergency ahead of everyone; a free desk goes to the
 longest-waiting caller that is not already ringing one.
 """
@@ -20,7 +21,7 @@ from ivr.telephony import DeskPresence
 
 NEVER = datetime.min.replace(tzinfo=UTC)
 # how long a desk that failed (busy, declined, unreachable) is not offered again: doubling
-# from the first to the last, reset once it answers or its supervisor makes it available
+# from the first to the last, reset once it answers a call
 FAIL_REST_SECONDS = 5.0
 FAIL_REST_MAX_SECONDS = 30.0
 
@@ -180,7 +181,10 @@ class DeskPool:
             return False
         st.paused, st.signed_out = paused, signed_out
         if not paused:
-            st.no_answers, st.failures, st.rest_until = 0, 0, None
+            # a rest after a failure is kept: this may be the store's view from before the
+            # line paused the desk itself (an auto-pause journaled a moment ago), and ringing
+            # the desk again at once is exactly what the rest prevents
+            st.no_answers = 0
         return True
 
     def reserved_for(self, desk: str) -> str | None:

@@ -158,11 +158,22 @@ def test_given_desk_fails_again_and_again_then_its_rest_doubles_up_to_a_cap():
 
 def test_given_desk_refuses_calls_then_it_counts_towards_the_auto_pause_unless_told_not_to():
     pool = DeskPool(["desk1"], {}, auto_pause_after=2)
-    assert pool.failed("desk1", counts=False)[0] is False
-    assert pool.failed("desk1")[0] is False
-    assert pool.failed("desk1")[0] is True  # two refusals in a row: paused
-    pool.set_availability("desk1", False, False)  # the supervisor is back: no rest either
-    assert pool.free({"desk1": ON}) == ["desk1"]
+    t = datetime(2026, 1, 1, 12, tzinfo=UTC)
+    assert pool.failed("desk1", counts=False, at=t)[0] is False
+    assert pool.failed("desk1", at=t)[0] is False
+    assert pool.failed("desk1", at=t)[0] is True  # two refusals in a row: paused
+
+
+def test_given_auto_paused_desk_when_the_store_still_says_available_then_it_keeps_resting():
+    # the line paused the desk itself a moment ago; the store, read before that write
+    # landed, still says available: the desk must not be rung again at once
+    pool = DeskPool(["desk1"], {}, auto_pause_after=1)
+    t = datetime(2026, 1, 1, 12, tzinfo=UTC)
+    paused, rest_until = pool.failed("desk1", at=t)
+    assert paused is True and rest_until is not None
+    assert pool.set_availability("desk1", False, False) is True
+    assert pool.free({"desk1": ON}, at=rest_until - timedelta(milliseconds=1)) == []
+    assert pool.free({"desk1": ON}, at=rest_until) == ["desk1"]
 
 
 def test_given_paused_or_signed_out_then_never_offered_and_signed_out_counts_as_absent():
