@@ -10,6 +10,9 @@ APT_OPTS := -o Acquire::Check-Valid-Until=false -o Dpkg::Use-Pty=0
 # host command -> Debian package that provides it
 HOST_TOOLS := debootstrap:debootstrap sipp:sip-tester curl:curl ps:procps
 PYTEST_ARGS ?=
+# end-to-end tests run in parallel workers, each with a lab (Asterisk + app) on ports of its own
+# (tests/e2e/ports.py); most of their time is real-time waiting, not CPU
+E2E_WORKERS ?= 2
 PYTEST := $(VENV)/bin/python -m pytest
 
 .PHONY: help install host-tools postgres venv asterisk up down test lint unit unit-pg e2e prompts \
@@ -76,17 +79,20 @@ unit-pg: venv postgres
 	VERIFYLINE_TEST_DB=postgresql $(PYTEST) tests/unit -q $(PYTEST_ARGS)
 
 e2e: install
-	$(VENV)/bin/python -m pytest tests/e2e -v $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest tests/e2e -n $(E2E_WORKERS) -v $(PYTEST_ARGS)
 
 # the unit tests on both database backends (tests/conftest.py reads VERIFYLINE_TEST_DB); the
 # end-to-end suite on PostgreSQL (production), plus the end-to-end tests marked sqlite_too on
-# SQLite (the lab's default, where it behaves differently). Every test's duration goes to
-# var/test-durations-*.txt (tests/conftest.py); the 10 slowest are printed.
+# SQLite (the lab's default, where it behaves differently), in $(E2E_WORKERS) workers. Every
+# test's duration goes to var/test-durations-*.txt (tests/conftest.py); the 10 slowest are
+# printed.
 test: install lint
 	VERIFYLINE_TEST_DB=sqlite $(PYTEST) tests/unit -q -rfE --durations=10 $(PYTEST_ARGS)
 	VERIFYLINE_TEST_DB=postgresql $(PYTEST) tests/unit -q -rfE --durations=10 $(PYTEST_ARGS)
-	VERIFYLINE_TEST_DB=postgresql $(PYTEST) tests/e2e -v -rA --durations=10 $(PYTEST_ARGS)
-	VERIFYLINE_TEST_DB=sqlite $(PYTEST) tests/e2e -m sqlite_too -v -rA --durations=10 $(PYTEST_ARGS)
+	VERIFYLINE_TEST_DB=postgresql $(PYTEST) tests/e2e -n $(E2E_WORKERS) -v -rA --durations=10 \
+	  $(PYTEST_ARGS)
+	VERIFYLINE_TEST_DB=sqlite $(PYTEST) tests/e2e -m sqlite_too -n $(E2E_WORKERS) -v -rA \
+	  --durations=10 $(PYTEST_ARGS)
 
 prompts:
 	@command -v espeak-ng >/dev/null && command -v sox >/dev/null || \
