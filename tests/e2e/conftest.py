@@ -233,9 +233,10 @@ class Listener:
 
     def channel(self) -> dict[str, Any]:
         # desk legs show the caller's number too: the caller's own leg is on the trunk
-        return poll("the caller's channel", lambda: next(
+        found: dict[str, Any] = poll("the caller's channel", lambda: next(
             (c for c in self.lab.channels() if c["caller"]["number"] == self.number
              and c["name"].startswith("PJSIP/trunk-")), None))
+        return found
 
     def key_number(self, digits: str, after: float = 2.0, confirm_after: float = 0.6) -> None:
         """Into the greeting, key the number and '#', then confirm the read-back with 1."""
