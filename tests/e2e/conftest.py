@@ -83,6 +83,26 @@ class Lab:
         assert result.returncode == 0, result.stderr
         return result.stdout
 
+    def desk_availability(self, action: str, desk: str) -> None:
+        """`verifyline supervisors <action> <desk>`, then wait until the running line has
+        applied it. The CLI only writes the database; the line reads it every second and logs
+        each change it applies ('availability changed: desk1, desk4'), so that line in what
+        app.log gains is the sign (a sleep would be a guess at the poll's phase)."""
+        since = self.app_log_size()
+        self.verifyline("supervisors", action, desk)
+        poll(f"the line to apply 'supervisors {action} {desk}'",
+             lambda: desk in self.availability_applied(since), timeout=10, every=0.05)
+
+    def app_log_size(self) -> int:
+        return (self.settings.log_dir / "app.log").stat().st_size
+
+    def availability_applied(self, since: int) -> set[str]:
+        """The desks whose availability the line applied after app.log was ``since`` bytes."""
+        gained = (self.settings.log_dir / "app.log").read_bytes()[since:]
+        return {desk for line in gained.decode(errors="replace").splitlines()
+                if "availability changed: " in line
+                for desk in line.split("availability changed: ", 1)[1].split(", ")}
+
     def open_calls(self) -> list[str]:
         """Channel ids of calls the log still has as in progress."""
         store = Store(self.settings.db_url)
@@ -194,9 +214,21 @@ def the_lab(lab_session: Lab) -> Iterator[Lab]:
     for phone in lab_session.phones:
         phone.stop()
     # every test starts with every supervisor available (a test may pause one)
+    since = lab_session.app_log_size()
     with Store(lab_session.settings.db_url).session() as s:
+        was = calllog.availability(s)
         for desk in lab_session.settings.desks:
             calllog.set_availability(s, desk, paused=False, signed_out=False)
+    reset = {d for d in lab_session.settings.desks if was.get(d, (False, False)) != (False, False)}
+    if reset and lab.app_connected(lab_session.instance):
+        # ...and the line holds that too before the next test: its desk_availability() waits
+        # for the line to log the change it makes, which never comes if the line still holds
+        # this test's pause. The line logs the reset, unless it never saw the pause; two of its
+        # reads (one a second) after the reset it holds the database's state either way.
+        deadline = time.monotonic() + 2.5
+        while (time.monotonic() < deadline
+               and not reset <= lab_session.availability_applied(since)):
+            time.sleep(0.05)
     try:
         poll("Asterisk to hold no channel and no bridge",
              lambda: not lab_session.channels() and not lab_session.bridges(), timeout=10)
@@ -233,9 +265,10 @@ class Listener:
 
     def channel(self) -> dict[str, Any]:
         # desk legs show the caller's number too: the caller's own leg is on the trunk
-        return poll("the caller's channel", lambda: next(
+        found: dict[str, Any] = poll("the caller's channel", lambda: next(
             (c for c in self.lab.channels() if c["caller"]["number"] == self.number
              and c["name"].startswith("PJSIP/trunk-")), None))
+        return found
 
     def key_number(self, digits: str, after: float = 2.0, confirm_after: float = 0.6) -> None:
         """Into the greeting, key the number and '#', then confirm the read-back with 1."""

@@ -128,8 +128,10 @@ def test_given_any_roster_result_then_same_prompts_and_same_time_to_ring(the_lab
         hash_wall = time.time() - (time.monotonic() - sent[-1])
         time.sleep(0.5)
         caller.phone.send_digits("1")
-        ring = poll("the desk phone to ring", lambda h=hash_wall: next(
-            (t for t in _desk_invite_times(desk.log) if t > h), None))
+        def rang(h: float = hash_wall) -> float | None:
+            return next((t for t in _desk_invite_times(desk.log) if t > h), None)
+
+        ring = poll("the desk phone to ring", rang)
         figures[digits] = ring - hash_wall
         caller.hang_up()
         call = the_lab.ended_call_from(number)
@@ -152,7 +154,10 @@ def test_given_many_lookups_from_one_number_then_the_call_is_flagged_not_refused
         caller = the_lab.caller("07700900120", "123456#1", scenario="caller_hangup",
                                 wait_ms=dtmf_ms("123456#1") + 1000)
         assert caller.wait() == 0, caller.failure()
-        poll(f"call {n} to be logged", lambda n=n: len(ended_rows()) == n)
+        def logged(n: int = n) -> bool:
+            return len(ended_rows()) == n
+
+        poll(f"call {n} to be logged", logged)
 
     assert [c["flags"] for c in ended_rows()] == [[], [], ["many_lookups"]]
     assert all(c["roster_result"] == "on_duty" for c in ended_rows())  # still checked

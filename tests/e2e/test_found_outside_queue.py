@@ -14,7 +14,6 @@ from datetime import datetime
 import pytest
 from sqlalchemy import select
 
-from ivr import calllog
 from ivr.models import Call as CallRow
 from ivr.models import CallEvent
 from ivr.store import Store
@@ -100,27 +99,6 @@ def timeline_of(the_lab: Lab, number: str) -> list[str]:
         store.dispose()
 
 
-def set_available(the_lab: Lab, desk: str, available: bool) -> None:
-    """Pause a desk or make it available, as the CLI does, and wait until the line applied it
-    (it reads availability once a second and says so in its log)."""
-    log = the_lab.settings.log_dir / "app.log"
-
-    def applied() -> int:
-        return sum(1 for line in log.read_text(errors="replace").splitlines()
-                   if "availability changed:" in line
-                   and desk in line.split("availability changed:", 1)[1].strip().split(", "))
-
-    before = applied()
-    store = Store(the_lab.settings.db_url)
-    try:
-        with store.session() as s:
-            calllog.set_availability(s, desk, paused=not available, signed_out=False,
-                                     reason="" if available else "cli")
-    finally:
-        store.dispose()
-    poll(f"the line to apply {desk}'s availability", lambda: applied() > before, timeout=10)
-
-
 def test_given_supervisor_hangs_up_on_the_whisper_then_the_caller_keeps_the_front(the_lab):
     """
     A ──> desk1 answers, hangs up 2 s into the whisper; its supervisor then switches the phone
@@ -132,11 +110,11 @@ def test_given_supervisor_hangs_up_on_the_whisper_then_the_caller_keeps_the_fron
     """
     first = the_lab.desk("desk1", "desk_whisper_hangup")
     the_lab.desk("desk2", "desk_answer_hangup", talk_ms=3000)
-    set_available(the_lab, "desk2", False)
+    the_lab.desk_availability("pause", "desk2")
     a = the_lab.caller("07700909521", "123456#1", scenario="caller_waits")
     poll("desk1 to answer A", lambda: "whisper" in timeline_of(the_lab, "07700909521"),
          timeout=30, every=0.05)
-    set_available(the_lab, "desk1", False)  # the supervisor is about to hang up, then DND
+    the_lab.desk_availability("pause", "desk1")  # the supervisor is about to hang up, then DND
     b = the_lab.caller("07700909522", "234567#1", scenario="caller_waits")
     poll("desk1's supervisor to hang up on the whisper", lambda: "desk_hung_up_during_whisper"
          in timeline_of(the_lab, "07700909521"), timeout=10, every=0.05)
@@ -144,9 +122,9 @@ def test_given_supervisor_hangs_up_on_the_whisper_then_the_caller_keeps_the_fron
          every=0.1)
     first.stop()
     busy = the_lab.desk("desk1", "desk_busy")  # the same desk, on do-not-disturb
-    set_available(the_lab, "desk1", True)
+    the_lab.desk_availability("available", "desk1")
     poll("A to ring the busy desk1", lambda: busy.invites(), timeout=10, every=0.05)
-    set_available(the_lab, "desk2", True)
+    the_lab.desk_availability("available", "desk2")
 
     assert a.wait(60) == 0, a.failure()
     assert b.wait(60) == 0, b.failure()

@@ -71,8 +71,7 @@ def test_given_busy_unregistered_and_paused_desks_then_only_the_free_one_rings(t
     busy = the_lab.desk("desk1")
     free = the_lab.desk("desk2")
     paused = the_lab.desk("desk4")
-    the_lab.verifyline("supervisors", "pause", "desk4")  # desk3 is not registered at all
-    time.sleep(1.5)  # the line picks availability up within a second
+    the_lab.desk_availability("pause", "desk4")  # desk3 is not registered at all
     talking = the_lab.caller("07700900211", "123456#1",
                              wait_ms=dtmf_ms("123456#1") + ANNOUNCE_MS + 12000)
     poll("desk1 or desk2 to be in a call", lambda: any(
@@ -177,8 +176,7 @@ def test_given_desk_answers_then_whisper_before_bridge_and_hang_up_keeps_caller_
         the_lab):
     the_lab.desk("desk1", "desk_whisper_hangup")  # hangs up 2 s into the whisper
     the_lab.desk("desk3", "desk_answer_hangup", talk_ms=12000)
-    the_lab.verifyline("supervisors", "pause", "desk3")
-    time.sleep(1.5)
+    the_lab.desk_availability("pause", "desk3")
     caller = the_lab.caller("07700900261", "345678#1", scenario="caller_waits")
     call = poll("desk1 to hear the whisper", lambda: (
         c := the_lab.call_from("07700900261")) and any(
@@ -304,8 +302,7 @@ def test_given_caller_on_hold_when_the_app_dies_then_the_music_goes_on_and_they_
         the_lab, listener):
     # desk2 is signed in (so no overflow) but paused: the caller has to wait
     the_lab.desk("desk2")
-    the_lab.verifyline("supervisors", "pause", "desk2")
-    time.sleep(1.5)
+    the_lab.desk_availability("pause", "desk2")
     caller = listener("07700900301")
     caller.key_number("123456")
     me = caller.channel()["id"]

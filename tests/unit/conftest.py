@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -24,7 +25,7 @@ def pg_template(pg_cluster: PgCluster) -> str:
     return TEMPLATE
 
 
-def _database(backend: str, tmp_path, request: pytest.FixtureRequest,
+def _database(backend: str, tmp_path: Path, request: pytest.FixtureRequest,
               migrated: bool) -> Iterator[str]:
     if backend == "sqlite":
         url = f"sqlite:///{tmp_path / 't.db'}"
@@ -42,13 +43,13 @@ def _database(backend: str, tmp_path, request: pytest.FixtureRequest,
 
 
 @pytest.fixture
-def db_url(db_backend: str, tmp_path, request: pytest.FixtureRequest) -> Iterator[str]:
+def db_url(db_backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[str]:
     """The URL of a fresh, migrated database of this test's own on the selected backend."""
     yield from _database(db_backend, tmp_path, request, migrated=True)
 
 
 @pytest.fixture
-def empty_db_url(db_backend: str, tmp_path, request: pytest.FixtureRequest) -> Iterator[str]:
+def empty_db_url(db_backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[str]:
     """The URL of a fresh database without any schema (what a first start finds)."""
     yield from _database(db_backend, tmp_path, request, migrated=False)
 

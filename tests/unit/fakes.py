@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from ivr.callflow import Call, CallContext, CallData, FlowSettings
 from ivr.config import EntrySettings
@@ -16,11 +17,12 @@ from ivr.telephony import DeskPresence, LookupResult
 class FakeTelephony:
     """Records every request as (operation, *arguments)."""
 
-    requests: list[tuple[object, ...]] = field(default_factory=list)
+    # Any, not object: tests index into the recorded arguments (a prompt tuple, an id)
+    requests: list[tuple[Any, ...]] = field(default_factory=list)
     presence: dict[str, DeskPresence] = field(default_factory=dict)
     refuse_desks: set[str] = field(default_factory=set)
 
-    def ops(self, name: str) -> list[tuple[object, ...]]:
+    def ops(self, name: str) -> list[tuple[Any, ...]]:
         return [r for r in self.requests if r[0] == name]
 
     async def answer(self, channel_id: str) -> None:

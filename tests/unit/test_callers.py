@@ -11,6 +11,7 @@ from ivr.callers import caller_number, shown
 from ivr.callflow import CallData
 from ivr.models import EndReason, RosterResult
 from ivr.spool import parse_line
+from ivr.store import Store
 
 WITHHELD_FORMS = [
     None, "", "   ", "anonymous", "Anonymous", "ANONYMOUS", "anonymous@anonymous.invalid",
@@ -47,7 +48,7 @@ def test_given_a_fallback_spool_line_from_a_withheld_caller_then_its_number_is_n
     assert parse_line(line).caller_number is None
 
 
-def abandoned(store, channel_id: str, number: str | None, started: datetime) -> None:
+def abandoned(store: Store, channel_id: str, number: str | None, started: datetime) -> None:
     with store.session() as s:
         ref = calllog.open_call(s, channel_id, number, started)
     data = CallData(channel_id=channel_id, caller_number=number, reference=ref,

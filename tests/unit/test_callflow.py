@@ -7,6 +7,7 @@ import pytest
 from ivr import prompts
 from ivr.callflow import (
     Bridged,
+    Call,
     CallerGone,
     Collecting,
     Connecting,
@@ -26,27 +27,27 @@ from ivr.callflow import (
 from ivr.config import EntrySettings
 from ivr.models import EndReason, RosterResult
 from ivr.prompts import PROMPT_TAIL_SECONDS
-from tests.unit.fakes import BUSY, OFFLINE, ONLINE, make_call
+from tests.unit.fakes import BUSY, OFFLINE, ONLINE, FakeTelephony, make_call
 
 
-async def key(call, digits: str) -> None:
+async def key(call: Call, digits: str) -> None:
     for d in digits:
         await call.dispatch(Dtmf(d))
 
 
-async def connect(call, tel, digits: str) -> None:
+async def connect(call: Call, tel: FakeTelephony, digits: str) -> None:
     """Key the number, confirm the read-back, let the reference be read out."""
     await key(call, digits + "#1")
     await call.dispatch(PlaybackDone(last_playback(tel)))
 
 
-async def answer_desk(call, leg: str = "c1-desk1") -> None:
+async def answer_desk(call: Call, leg: str = "c1-desk1") -> None:
     """The desk answers, hears the whisper and presses 1."""
     await call.dispatch(DeskAnswered(leg))
     await call.dispatch(DeskDtmf(leg, "1"))
 
 
-def last_playback(tel, channel: str | None = None) -> str:
+def last_playback(tel: FakeTelephony, channel: str | None = None) -> str:
     plays = [p for p in tel.ops("play") if channel is None or p[1] == channel]
     return str(plays[-1][2])
 
@@ -529,7 +530,7 @@ async def test_given_greeting_when_star_2_then_greeting_again_in_polish() -> Non
 
 
 @pytest.mark.parametrize("when", ["greeting", "mid_entry", "read_back"])
-async def test_given_star_0_before_the_bridge_then_straight_to_a_supervisor(when) -> None:
+async def test_given_star_0_before_the_bridge_then_straight_to_a_supervisor(when: str) -> None:
     call, tel, _, _ = make_call()
     await call.start()
     if when != "greeting":
@@ -546,7 +547,7 @@ async def test_given_star_0_before_the_bridge_then_straight_to_a_supervisor(when
 
 
 @pytest.mark.parametrize("when", ["greeting", "mid_entry", "holding"])
-async def test_given_star_9_then_control_room_rings_first_and_call_is_flagged(when) -> None:
+async def test_given_star_9_then_control_room_rings_first_and_call_is_flagged(when: str) -> None:
     call, tel, _, _ = make_call(presence={"desk1": BUSY}, emergency="overflow")
     await call.start()
     if when == "mid_entry":
@@ -628,7 +629,8 @@ async def test_given_desk_answers_then_supervisor_hears_the_whisper_before_the_c
 
 
 @pytest.mark.parametrize("flags", [set(), {"emergency"}, {"many_lookups"}])
-def test_given_any_roster_result_then_the_whisper_wait_is_the_same_and_short(flags) -> None:
+def test_given_any_roster_result_then_the_whisper_wait_is_the_same_and_short(
+        flags: set[str]) -> None:
     longest = max(sum(prompts.seconds(m) for m in whisper_media(r, flags))
                   for r in RosterResult)
     assert whisper_seconds(flags) == longest  # padded to the longest: reveals nothing

@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -63,7 +64,7 @@ def timeline(store: Store, channel: str = "c1") -> list[str]:
                                           .order_by(CallEvent.id))]
 
 
-def durable(tmp_path, store: Store) -> DurableLog:
+def durable(tmp_path: Path, store: Store) -> DurableLog:
     log = DurableLog(Journal(tmp_path / "journal" / "journal.log"), store, logops.APPLIERS,
                      retry=0.05)
     log.start()
@@ -169,9 +170,9 @@ def test_given_everything_applied_and_the_journal_grown_then_it_is_compacted(
     assert len(lines) <= 2  # the header (and at most the newest entry)
     log.stop()
     reopened = Journal(tmp_path / "journal" / "journal.log")
-    [entry] = reopened.append([logops.availability_entry("desk1", True, False, "cli")])
+    [appended] = reopened.append([logops.availability_entry("desk1", True, False, "cli")])
     reopened.close()
-    assert entry.seq == 5  # the numbering goes on after a compaction
+    assert appended.seq == 5  # the numbering goes on after a compaction
 
 
 def test_given_a_reference_taken_meanwhile_then_the_replayed_call_keeps_it_with_a_suffix(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -77,7 +78,7 @@ def test_desk_legs_map_to_their_caller():
 
 
 async def test_given_timer_restarted_after_firing_then_the_stale_fire_is_dropped():
-    queue: asyncio.Queue = asyncio.Queue()
+    queue: asyncio.Queue[Any] = asyncio.Queue()
     timers = LoopTimers(queue)
     timers.start("digit", 0.01)
     await asyncio.sleep(0.03)

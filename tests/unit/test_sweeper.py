@@ -3,6 +3,8 @@ a caller nobody knows goes to the dialplan fallback (never hung up on)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from ari_app.client import Bridge, Channel
 from ari_app.sweeper import Sweeper
 
@@ -12,7 +14,9 @@ def in_app(channel_id: str) -> Channel:
                    "verifyline,line")
 
 
-def sweep(sweeper: Sweeper, at: float, bridges=(), channels=(), known=frozenset()):
+def sweep(sweeper: Sweeper, at: float, bridges: Iterable[Bridge] = (),
+          channels: Iterable[Channel] = (),
+          known: frozenset[str] = frozenset()) -> set[tuple[str, str]]:
     return {(d.action, d.resource_id) for d in sweeper.sweep(bridges, channels,
                                                               known.__contains__, at)}
 
