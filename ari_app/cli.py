@@ -18,7 +18,7 @@ from ari_app import lab
 from ari_app.client import AriClient
 from ari_app.service import LineService
 from ari_app.supervise import Supervisor
-from ivr import callers, calllog, roster
+from ivr import callers, calllog, roster, services
 from ivr.config import Settings
 from ivr.exceptions import VerifyLineError
 from ivr.store import Store, is_migrated, notices
@@ -226,12 +226,7 @@ def cmd_supervisors(args: argparse.Namespace) -> int:
     if unknown or not desks:
         raise VerifyLineError(f"unknown desk(s): {', '.join(unknown) or 'none given'}; "
                               f"known: {', '.join(settings.desks)}")
-    paused, signed_out = {"pause": (True, False), "available": (False, False),
-                          "signout": (True, True), "signin": (False, False)}[args.action]
-    with _store(settings).session() as s:
-        for desk in desks:
-            calllog.set_availability(s, desk, paused=paused, signed_out=signed_out,
-                                     reason="cli")
+    services.set_availability(_store(settings), desks, args.action, reason="cli")
     print(f"{', '.join(desks)}: {args.action} (the line applies it within a second)")
     return 0
 
@@ -385,7 +380,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sup = add(sub, "supervisors", cmd_supervisors,
               "list desk phones, or pause / make available / sign out / sign in supervisors")
-    sup.add_argument("action", choices=["list", "pause", "available", "signout", "signin"])
+    sup.add_argument("action", choices=["list", *services.AVAILABILITY])
     sup.add_argument("desks", nargs="*")
     sup.add_argument("--all", action="store_true", help="every configured desk")
     sup.add_argument("--json", action="store_true")

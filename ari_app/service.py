@@ -9,16 +9,13 @@ Database work runs in one writer thread so the event loop never waits on the dis
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import os
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta
-from pathlib import Path
+from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
 from ari_app.adapter import AriTelephony
@@ -31,7 +28,7 @@ from ari_app.client import (
     EventStream,
 )
 from ari_app.sweeper import Sweeper
-from ivr import callers, calllog, logops, roster
+from ivr import callers, calllog, logops, roster, services
 from ivr.callflow import (
     FLAG_EMERGENCY,
     Bridged,
@@ -46,7 +43,6 @@ from ivr.callflow import (
     DeskGone,
     Dtmf,
     Event,
-    FlowSettings,
     Lost,
     PlaybackDone,
     State,
@@ -56,8 +52,7 @@ from ivr.callflow import (
 from ivr.clock import iso, now
 from ivr.config import Settings
 from ivr.journal import DurableLog, Journal
-from ivr.models import Call as CallRow
-from ivr.models import CallPath, EndReason
+from ivr.models import EndReason
 from ivr.spool import drain
 from ivr.store import Store
 from ivr.supervisors import DeskPool
@@ -69,11 +64,6 @@ T = TypeVar("T")
 DESK_LEG_MARK = "-desk"
 AVAILABILITY_INTERVAL = 1.0
 FEATURE_PROMPT_SECONDS = 3.0
-# feature code action -> (paused, signed out)
-FEATURES: dict[str, tuple[bool, bool]] = {
-    "pause": (True, False), "available": (False, False),
-    "signout": (True, True), "signin": (False, False),
-}
 SPOOL_INTERVAL = 2.0
 ROSTER_COPY_INTERVAL = 30.0  # how old the in-memory roster may be when the database goes
 RESYNC_RETRY = 2.0
@@ -85,23 +75,6 @@ LINGER_SECONDS = 30.0  # keep an ended call around to absorb its late events
 # cause; the app's own hang-up is soft with cause 32 (AST_SOFTHANGUP_EXPLICIT).
 SOFTHANGUP_DEV = 1
 CAUSE_MEDIA_TIMEOUT = 44
-
-
-def journal_path(settings: Settings) -> Path:
-    """One journal per database: entries are only ever replayed where they belong."""
-    key = hashlib.sha256(settings.db_url.encode()).hexdigest()[:12]
-    return settings.home / "journal" / f"{key}.log"
-
-
-def flow_settings(settings: Settings) -> FlowSettings:
-    """What the call state machine needs from the line's settings."""
-    return FlowSettings(entry=settings.entry, ring_timeout=settings.ring_timeout,
-                        ring_all=settings.strategy == "ring_all",
-                        hold_interval=settings.hold_interval,
-                        emergency_endpoint=settings.emergency_endpoint,
-                        queue_max_wait=settings.queue_max_wait,
-                        whisper_timeout=settings.whisper_timeout,
-                        recording=settings.recording)
 
 
 def driver_hangup(ev: AriEvent) -> bool:
@@ -164,20 +137,10 @@ class CallServicesImpl:
         self.line, self.data = line, data
 
     async def lookup(self, digits: str) -> LookupResult:
-        settings = self.line.settings
-
-        def work() -> LookupResult:
-            at = now()
-            with self.line.store.session() as s:
-                found = roster.lookup(s, digits, at)
-                recent = calllog.recent_lookups(s, self.data.caller_number, self.data.channel_id,
-                                                at - timedelta(seconds=settings.rate_window))
-            # this lookup is one more: flag the caller once they go over the rate
-            flagged = bool(digits) and recent + 1 > settings.rate_limit
-            return LookupResult(found.result, found.officer_id, found.officer_label, flagged)
-
+        d, line = self.data, self.line
         try:
-            return await self.line.in_db(work)
+            return await line.in_db(lambda: services.check_number(
+                line.store, line.settings, digits, d.caller_number, d.channel_id, now()))
         except SQLAlchemyError as exc:
             # the database is away: the roster as last read still answers (the rate cannot
             # be counted meanwhile); the supervisor is told the result came from the copy
@@ -314,14 +277,14 @@ class LineService:
         self.store = store
         self.client = client
         self.tel = AriTelephony(client)
-        self.flow = flow_settings(settings)
+        self.flow = services.flow_settings(settings)
         self.pool = DeskPool(settings.desks, {}, settings.wrap_up, settings.auto_pause_after)
         self.calls: dict[str, CallRuntime] = {}
         # caller channels the channel driver itself asked to hang up, until their
         # ChannelDestroyed tells whether it was the RTP timeout
         self._driver_hangups: set[str] = set()
         self._db = ThreadPoolExecutor(1, thread_name_prefix="verifyline-db")  # reads
-        self.durable = DurableLog(Journal(journal_path(settings)), store, logops.APPLIERS)
+        self.durable = DurableLog(Journal(services.journal_path(settings)), store, logops.APPLIERS)
         self.roster_copy = roster.RosterCopy()
         self.sweeper = Sweeper(settings.app_name, settings.sweep_grace)
         self._features: set[str] = set()  # feature-code channels being served
@@ -375,7 +338,7 @@ class LineService:
         """Pick up pause/sign-out changes made by the CLI, the console or feature codes."""
         while True:
             try:
-                rows = await self.in_db(self._read_availability)
+                rows = await self.in_db(lambda: services.availability(self.store))
                 changed = [d for d, (p, o) in rows.items()
                            if self.pool.set_availability(d, p, o)]
                 if changed:
@@ -392,7 +355,7 @@ class LineService:
         """Keep an in-memory copy of the roster for lookups while the database is away."""
         while True:
             try:
-                officers = await self.in_db(self._read_roster)
+                officers = await self.in_db(lambda: services.roster_cards(self.store))
                 self.roster_copy.replace(officers, now())
             except SQLAlchemyError as exc:
                 log.debug("reading the roster failed (%s); keeping the copy", exc)
@@ -400,18 +363,10 @@ class LineService:
                 log.exception("reading the roster failed; will retry")
             await asyncio.sleep(ROSTER_COPY_INTERVAL)
 
-    def _read_roster(self) -> list[roster.OfficerCard]:
-        with self.store.session() as s:
-            return roster.officer_cards(s)
-
-    def _read_availability(self) -> dict[str, tuple[bool, bool]]:
-        with self.store.session() as s:
-            return calllog.availability(s)
-
     async def _feature(self, channel_id: str, channel_name: str, action: str) -> None:
         """A feature code dialled from a desk phone (*51 pause, *52 available, ...)."""
         desk = channel_name.split("/", 1)[-1].rsplit("-", 1)[0]
-        paused, signed_out = FEATURES.get(action, (None, None))
+        paused, signed_out = services.AVAILABILITY.get(action, (None, None))
         self._features.add(channel_id)
         try:
             await self.client.answer(channel_id)
@@ -480,16 +435,11 @@ class LineService:
     async def prepare(self) -> None:
         self.durable.start()  # replays whatever an earlier run left in the journal
 
-        def work() -> dict[str, datetime | None]:
-            self.store.migrate()
-            with self.store.session() as s:
-                calllog.ensure_desks(s, self.settings.desks)
-            with self.store.session() as s:
-                return calllog.idle_since(s)
-
-        self.pool = DeskPool(self.settings.desks, await self.in_db(work),
-                             self.settings.wrap_up, self.settings.auto_pause_after)
-        for desk, (paused, signed_out) in (await self.in_db(self._read_availability)).items():
+        idle = await self.in_db(lambda: services.prepare_store(self.store, self.settings.desks))
+        self.pool = DeskPool(self.settings.desks, idle, self.settings.wrap_up,
+                             self.settings.auto_pause_after)
+        for desk, (paused, signed_out) in (
+                await self.in_db(lambda: services.availability(self.store))).items():
             self.pool.set_availability(desk, paused, signed_out)
         # calls an earlier run left open must be in the database before resync reads them
         await asyncio.get_running_loop().run_in_executor(None, self.durable.flush)
@@ -598,12 +548,8 @@ class LineService:
     async def _new_reference(self, channel_id: str) -> str:
         """A reference not yet in the store; with the store away, one drawn at random (a
         clash found on replay is logged as '<reference>-2', see calllog.open_call)."""
-        def work() -> str:
-            with self.store.session() as s:
-                return calllog.new_reference(s)
-
         try:
-            return await self.in_db(work)
+            return await self.in_db(lambda: services.new_reference(self.store))
         except SQLAlchemyError as exc:
             log.warning("Call %s: reference drawn without the database (%s)", channel_id,
                         type(exc).__name__)
@@ -665,16 +611,8 @@ class LineService:
             for leg in {*d.legs, d.desk_channel_id} - live - {None}:
                 runtime.post(DeskGone(str(leg), "gone while disconnected"))
 
-        def open_calls() -> list[CallData]:
-            with self.store.session() as s:
-                # oldest first: adopted callers rejoin the queue in the order they came
-                rows = s.scalars(select(CallRow).where(CallRow.ended_at.is_(None),
-                                                       CallRow.path == CallPath.ARI)
-                                 .order_by(CallRow.id))
-                return [calllog.data_from_row(r) for r in rows]
-
         try:
-            left_open = await self.in_db(open_calls)
+            left_open = await self.in_db(lambda: services.open_calls(self.store))
         except SQLAlchemyError as exc:
             log.warning("resync: cannot read open calls (%s); calls a previous run had are "
                         "adopted once the database is back", exc)

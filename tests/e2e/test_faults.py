@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from ari_app import lab
-from ari_app.service import journal_path
+from ivr.services import journal_path
 from tests.e2e.conftest import DEMO_ROSTER, LAB_ENV, Lab, poll
 from tests.e2e.phones import ANNOUNCE_MS, dtmf_ms
 from tests.pgcluster import PgCluster

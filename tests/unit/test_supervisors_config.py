@@ -11,9 +11,10 @@ import pytest
 
 from ari_app import lab
 from ari_app.client import AriEvent
-from ari_app.service import LoopTimers, caller_channel_of, driver_hangup, flow_settings
+from ari_app.service import LoopTimers, caller_channel_of, driver_hangup
 from ivr.config import Settings
 from ivr.exceptions import ConfigError
+from ivr.services import flow_settings
 from ivr.supervisors import DeskPool
 from ivr.telephony import DeskPresence
 
