@@ -22,8 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
-
+from ari_app.client import AriClient
 from ivr import prompts
 from ivr.config import Settings
 from ivr.exceptions import VerifyLineError
@@ -336,21 +335,13 @@ def _spawn(argv: list[str], log_path: Path, env: Mapping[str, str] | None = None
 
 
 def ari_ready(settings: Settings) -> bool:
-    try:
-        r = httpx.get(f"{settings.ari_url}/ari/asterisk/info",
-                      auth=(settings.ari_user, settings.ari_password), timeout=1.0)
-    except httpx.HTTPError:
-        return False
-    return r.status_code == 200
+    """ARI answers our credentials."""
+    return AriClient.from_settings(settings).probe_info().ok
 
 
 def port_answers(settings: Settings) -> bool:
     """Does anything answer HTTP on the ARI port (whatever its credentials)?"""
-    try:
-        httpx.get(f"{settings.ari_url}/ari/asterisk/info", timeout=1.0)
-    except httpx.HTTPError:
-        return False
-    return True
+    return AriClient.from_settings(settings).port_answers()
 
 
 def app_connected(inst: Instance) -> bool:
@@ -367,12 +358,7 @@ def app_connected(inst: Instance) -> bool:
 
 def app_registered(settings: Settings) -> bool:
     """True when Asterisk lists the application."""
-    try:
-        r = httpx.get(f"{settings.ari_url}/ari/applications/{settings.app_name}",
-                      auth=(settings.ari_user, settings.ari_password), timeout=1.0)
-    except httpx.HTTPError:
-        return False
-    return r.status_code == 200
+    return AriClient.from_settings(settings).app_registered()
 
 
 def cli(inst: Instance, command: str, timeout: float = 10.0) -> str:
