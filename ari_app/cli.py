@@ -142,7 +142,8 @@ def cmd_lab_cli(args: argparse.Namespace) -> int:
 def cmd_lab_config(args: argparse.Namespace) -> int:
     settings = _settings()
     out = Path(args.out)
-    files = lab.render_config(settings, out, str(Path(args.spool).resolve()))
+    files = lab.render_config(settings, out, str(Path(args.spool).resolve()),
+                              lab_passwords=args.lab_passwords)
     for f in files:
         print(f)
     return 0
@@ -276,7 +277,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         return 1
     check("settings", True, f"home {settings.home}, SIP {settings.sip_port}, "
           f"ARI {settings.ari_port}, line {settings.line_number}")
-    root = lab.cache_root()
+    root = lab.cache_root(settings)
     check("asterisk chroot", lab.chroot_ready(root), str(root),
           "run 'make install' (as root) to provision it")
     for tool in ("sipp", "debootstrap"):
@@ -364,6 +365,9 @@ def build_parser() -> argparse.ArgumentParser:
               "render the Asterisk configuration for this environment into a folder")
     cfg.add_argument("out")
     cfg.add_argument("--spool", default="var/spool", help="fallback spool folder Asterisk writes")
+    cfg.add_argument("--lab-passwords", action="store_true",
+                     help="give a desk with no VERIFYLINE_DESK_PASSWORD_<DESK> the lab's "
+                          "lab-<desk> password (refused otherwise)")
 
     roster_p = sub.add_parser("roster", help="the roster of warrant numbers").add_subparsers(
         dest="roster_command", required=True)
