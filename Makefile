@@ -68,9 +68,11 @@ down:
 doctor: venv
 	$(VL) doctor
 
+# lint-imports: the package boundaries ([tool.importlinter] in pyproject.toml)
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 unit: venv
 	$(PYTEST) tests/unit -q $(PYTEST_ARGS)

@@ -33,9 +33,8 @@ class AriTelephony:
 
     async def play_to_bridge(self, bridge_id: str, playback_id: str,
                              prompts: Sequence[str]) -> None:
-        await self.client.request("POST", f"/bridges/{bridge_id}/play/{playback_id}",
-                                  {"media": ",".join(f"sound:{SOUND_FOLDER}/{p}"
-                                                     for p in prompts)})
+        await self.client.play_to_bridge(bridge_id, playback_id,
+                                         [f"sound:{SOUND_FOLDER}/{p}" for p in prompts])
 
     async def stop_playback(self, playback_id: str) -> None:
         await self.client.stop_playback(playback_id)
@@ -49,7 +48,7 @@ class AriTelephony:
         bridge = await self.client.bridge(bridge_id)
         if channel_id not in bridge.channels:  # adding it again would restart the music
             await self.client.add_to_bridge(bridge_id, [channel_id])
-            await self.client.request("POST", f"/bridges/{bridge_id}/moh")
+            await self.client.start_moh(bridge_id)
 
     async def originate(self, desk: str, channel_id: str, display: str, caller_number: str,
                         timeout: float) -> bool:

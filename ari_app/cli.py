@@ -12,8 +12,6 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import httpx
-
 from ari_app import lab
 from ari_app.client import AriClient
 from ari_app.service import LineService
@@ -50,8 +48,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings()
 
     async def main() -> None:
-        client = AriClient(settings.ari_url, settings.ari_user, settings.ari_password,
-                           settings.app_name)
+        client = AriClient.from_settings(settings)
         service = LineService(settings, Store(settings.db_url), client)
         loop = asyncio.get_running_loop()
         stopping = asyncio.Event()
@@ -145,7 +142,8 @@ def cmd_lab_cli(args: argparse.Namespace) -> int:
 def cmd_lab_config(args: argparse.Namespace) -> int:
     settings = _settings()
     out = Path(args.out)
-    files = lab.render_config(settings, out, str(Path(args.spool).resolve()))
+    files = lab.render_config(settings, out, str(Path(args.spool).resolve()),
+                              lab_passwords=args.lab_passwords)
     for f in files:
         print(f)
     return 0
@@ -274,7 +272,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         return 1
     check("settings", True, f"home {settings.home}, SIP {settings.sip_port}, "
           f"ARI {settings.ari_port}, line {settings.line_number}")
-    root = lab.cache_root()
+    root = lab.cache_root(settings)
     check("asterisk chroot", lab.chroot_ready(root), str(root),
           "run 'make install' (as root) to provision it")
     for tool in ("sipp", "debootstrap"):
@@ -285,20 +283,18 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     pid = lab.read_pid(inst.asterisk_pidfile)
     if check("asterisk process", pid is not None, f"pid {pid}" if pid else "not running",
              "run 'verifyline lab up'"):
-        try:
-            r = httpx.get(f"{settings.ari_url}/ari/asterisk/info",
-                          auth=(settings.ari_user, settings.ari_password), timeout=2)
-            if r.status_code == 401:
-                check("ARI", False, f"{settings.ari_url} refused our credentials",
-                      "the ARI password changed under a running Asterisk: "
-                      "'verifyline lab down' then 'verifyline lab up'")
-            else:
-                version = r.json().get("system", {}).get("version", "?")
-                check("ARI", r.status_code == 200, f"{settings.ari_url} Asterisk {version}",
-                      f"ARI answered {r.status_code}; see {inst.asterisk_log}")
-        except httpx.HTTPError as exc:
-            check("ARI", False, f"{settings.ari_url} unreachable ({exc})",
+        info = AriClient.from_settings(settings).probe_info(timeout=2)
+        if info.status is None:
+            check("ARI", False, f"{settings.ari_url} unreachable ({info.error})",
                   f"Asterisk runs but its HTTP server does not answer: see {inst.asterisk_log}")
+        elif info.status == 401:
+            check("ARI", False, f"{settings.ari_url} refused our credentials",
+                  "the ARI password changed under a running Asterisk: "
+                  "'verifyline lab down' then 'verifyline lab up'")
+        else:
+            system = info.body.get("system", {}) if isinstance(info.body, dict) else {}
+            check("ARI", info.ok, f"{settings.ari_url} Asterisk {system.get('version', '?')}",
+                  f"ARI answered {info.status}; see {inst.asterisk_log}")
         app_pid = lab.read_pid(inst.app_pidfile)
         registered = lab.app_connected(inst)
         check("ARI app", registered,
@@ -364,6 +360,9 @@ def build_parser() -> argparse.ArgumentParser:
               "render the Asterisk configuration for this environment into a folder")
     cfg.add_argument("out")
     cfg.add_argument("--spool", default="var/spool", help="fallback spool folder Asterisk writes")
+    cfg.add_argument("--lab-passwords", action="store_true",
+                     help="give a desk with no VERIFYLINE_DESK_PASSWORD_<DESK> the lab's "
+                          "lab-<desk> password (refused otherwise)")
 
     roster_p = sub.add_parser("roster", help="the roster of warrant numbers").add_subparsers(
         dest="roster_command", required=True)

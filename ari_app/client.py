@@ -4,6 +4,9 @@
     ├── AriHttpError      Asterisk answered with an error status (``status`` holds it)
     │   └── AriNotFound   404: the channel, bridge or playback is gone
     └── AriUnavailable    Asterisk could not be reached at all
+
+The only module that speaks HTTP to Asterisk: the app uses the async methods, the lab and the
+CLI (synchronous code) the ``probe_*`` methods, all from the same base URL and credentials.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from typing import Any
 import httpx
 import websockets
 from websockets.asyncio.client import connect
+
+from ivr.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -127,23 +132,90 @@ class AriEvent:
         return str(self.raw.get("cause_txt") or self.raw.get("cause", ""))
 
 
+@dataclass(frozen=True)
+class Probe:
+    """What one synchronous probe saw: the HTTP status (None: nothing answered) and body."""
+
+    status: int | None
+    body: Any = None
+    error: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status == 200
+
+
 # --- REST --------------------------------------------------------------------------------
+
+REQUEST_TIMEOUT = 10.0
+# a probe runs in a polling loop (lab up) or a health check: it must give up fast
+PROBE_TIMEOUT = 1.0
 
 
 class AriClient:
-    """The REST half: one method per request the app makes."""
+    """The REST half: one method per request the app makes, plus synchronous probes."""
 
     def __init__(self, base_url: str, user: str, password: str, app: str,
-                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+                 transport: httpx.AsyncBaseTransport | None = None,
+                 probe_transport: httpx.BaseTransport | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self.app = app
         self._auth = (user, password)
-        self._http = httpx.AsyncClient(
-            base_url=self.base_url + "/ari", auth=self._auth, timeout=10.0, transport=transport
-        )
+        self._transport = transport
+        self._probe_transport = probe_transport
+        self._async: httpx.AsyncClient | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings,
+                      transport: httpx.AsyncBaseTransport | None = None,
+                      probe_transport: httpx.BaseTransport | None = None) -> AriClient:
+        """The client for these settings' Asterisk (their password must be filled in)."""
+        return cls(settings.ari_url, settings.ari_user, settings.ari_password,
+                   settings.app_name, transport, probe_transport)
+
+    @property
+    def _http(self) -> httpx.AsyncClient:
+        # made on first use: the lab and the CLI only probe, and polling them with a client
+        # each would build an async client (and its SSL context) every 50 ms for nothing
+        if self._async is None:
+            self._async = httpx.AsyncClient(base_url=self.base_url + "/ari", auth=self._auth,
+                                            timeout=REQUEST_TIMEOUT, transport=self._transport)
+        return self._async
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        if self._async is not None:
+            await self._async.aclose()
+
+    # --- synchronous probes (lab, CLI) ---------------------------------------------------
+
+    def probe(self, path: str, *, credentials: bool = True,
+              timeout: float = PROBE_TIMEOUT) -> Probe:
+        """GET ``/ari{path}`` once, synchronously; never raises for an unreachable Asterisk."""
+        # a client per probe, closed at once: nothing stays open between polls
+        with httpx.Client(base_url=self.base_url + "/ari",
+                          auth=self._auth if credentials else None, timeout=timeout,
+                          transport=self._probe_transport) as http:
+            try:
+                r = http.get(path)
+            except httpx.HTTPError as exc:
+                return Probe(None, error=str(exc) or type(exc).__name__)
+        try:
+            body = r.json() if r.content else None
+        except ValueError:
+            body = None
+        return Probe(r.status_code, body, "" if r.status_code < 300 else r.text.strip()[:200])
+
+    def probe_info(self, timeout: float = PROBE_TIMEOUT) -> Probe:
+        """Asterisk's info with our credentials (200: ARI is up and accepts us)."""
+        return self.probe("/asterisk/info", timeout=timeout)
+
+    def port_answers(self, timeout: float = PROBE_TIMEOUT) -> bool:
+        """Does anything answer HTTP on the ARI port, whatever its credentials?"""
+        return self.probe("/asterisk/info", credentials=False, timeout=timeout).status is not None
+
+    def app_registered(self, timeout: float = PROBE_TIMEOUT) -> bool:
+        """Does Asterisk list our Stasis application?"""
+        return self.probe(f"/applications/{self.app}", timeout=timeout).ok
 
     async def request(self, method: str, path: str,
                       params: Mapping[str, str | int | float] | None = None) -> Any:
@@ -188,9 +260,13 @@ class AriClient:
             return None
         return result
 
-    async def subscribe_channel(self, channel_id: str) -> None:
+    async def subscribe(self, event_sources: Sequence[str]) -> None:
+        """Subscribe the app to these event sources (``channel:ID``, ``deviceState:NAME``)."""
         await self.request("POST", f"/applications/{self.app}/subscription",
-                           {"eventSource": f"channel:{channel_id}"})
+                           {"eventSource": ",".join(event_sources)})
+
+    async def subscribe_channel(self, channel_id: str) -> None:
+        await self.subscribe([f"channel:{channel_id}"])
 
     # channels
     async def answer(self, channel_id: str) -> None:
@@ -229,6 +305,14 @@ class AriClient:
 
     async def bridge(self, bridge_id: str) -> Bridge:
         return Bridge.parse(await self.request("GET", f"/bridges/{bridge_id}"))
+
+    async def play_to_bridge(self, bridge_id: str, playback_id: str,
+                             media: Sequence[str]) -> None:
+        await self.request("POST", f"/bridges/{bridge_id}/play/{playback_id}",
+                           {"media": ",".join(media)})
+
+    async def start_moh(self, bridge_id: str) -> None:
+        await self.request("POST", f"/bridges/{bridge_id}/moh")
 
     async def add_to_bridge(self, bridge_id: str, channel_ids: Sequence[str]) -> None:
         await self.request("POST", f"/bridges/{bridge_id}/addChannel",

@@ -22,10 +22,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
-
+from ari_app.client import AriClient
 from ivr import prompts
-from ivr.config import Settings
+from ivr.config import Settings, desk_password_variable
 from ivr.exceptions import VerifyLineError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -40,19 +39,21 @@ class LabError(VerifyLineError):
     """The lab could not be started, stopped or inspected; the message says how to fix it."""
 
 
-def cache_root() -> Path:
-    base = os.environ.get("VERIFYLINE_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "verifyline")
-    return Path(base) / "asterisk-sid"
+def cache_root(settings: Settings) -> Path:
+    """The cached Asterisk chroot (under ``VERIFYLINE_CACHE``)."""
+    return settings.cache_dir / "asterisk-sid"
 
 
-def chroot_ready(root: Path | None = None) -> bool:
-    return ((root or cache_root()) / ".verifyline-ready").exists()
+def chroot_ready(root: Path) -> bool:
+    return (root / ".verifyline-ready").exists()
 
 
-def provision() -> Path:
+def provision(settings: Settings) -> Path:
     """Build the cached chroot unless it is there already."""
-    result = subprocess.run(["bash", str(PROVISION)], stdout=subprocess.PIPE, text=True)
+    # provision.sh reads VERIFYLINE_CACHE itself: hand it the folder the settings chose
+    env = {**os.environ, "VERIFYLINE_CACHE": str(settings.cache_dir)}
+    result = subprocess.run(["bash", str(PROVISION)], stdout=subprocess.PIPE, text=True,
+                            env=env)
     if result.returncode != 0:
         raise LabError("provisioning the Asterisk chroot failed (see the messages above); "
                        "it needs root, debootstrap and access to Debian's package mirror")
@@ -110,24 +111,43 @@ class Instance:
 
 
 def instance(settings: Settings) -> Instance:
-    return Instance(settings, cache_root())
+    return Instance(settings, cache_root(settings))
 
 
 # --- configuration ---------------------------------------------------------------------------
 
 
-def desk_password(desk: str, env: Mapping[str, str]) -> str:
-    """Lab desk passwords are 'lab-<desk>' unless VERIFYLINE_DESK_PASSWORD_<DESK> is set."""
-    return env.get(f"VERIFYLINE_DESK_PASSWORD_{desk.upper()}") or f"lab-{desk}"
+def lab_desk_password(desk: str) -> str:
+    """The password a lab desk phone gets when none is set (the lab's sipp desks use it)."""
+    return f"lab-{desk}"
 
 
-def render_desks(settings: Settings, env: Mapping[str, str]) -> str:
+def desk_password(settings: Settings, desk: str) -> str:
+    """A desk phone's password in the lab: the one set, else ``lab-<desk>``."""
+    return settings.desk_password(desk) or lab_desk_password(desk)
+
+
+def desk_passwords(settings: Settings, lab_passwords: bool) -> dict[str, str]:
+    """Each desk's password; without ``lab_passwords`` every desk must have one set."""
+    if not lab_passwords:
+        missing = [desk_password_variable(d) for d in settings.desks
+                   if settings.desk_password(d) is None]
+        if missing:
+            raise LabError(
+                f"no desk-phone password set for {', '.join(missing)}: production files get no "
+                "default password; set each variable (or render the lab's lab-<desk> "
+                "passwords with --lab-passwords)")
+    return {d: desk_password(settings, d) for d in settings.desks}
+
+
+def render_desks(settings: Settings, lab_passwords: bool = False) -> str:
+    passwords = desk_passwords(settings, lab_passwords)
     parts = ["; desk phones (generated from VERIFYLINE_DESKS)\n"]
     for desk in settings.desks:
         parts.append(
             f"\n[{desk}](desk-phone)\nauth = {desk}\naors = {desk}\n"
             f"\n[{desk}](desk-aor)\n"
-            f"\n[{desk}](desk-auth)\nusername = {desk}\npassword = {desk_password(desk, env)}\n"
+            f"\n[{desk}](desk-auth)\nusername = {desk}\npassword = {passwords[desk]}\n"
         )
     return "".join(parts)
 
@@ -172,12 +192,15 @@ def render(text: str, values: Mapping[str, str], source: str) -> str:
     return text
 
 
-def render_config(settings: Settings, etc: Path, spool_dir: str,
-                  env: Mapping[str, str] | None = None) -> list[Path]:
-    """Write the Asterisk configuration for these settings into ``etc``; return the files."""
-    env = os.environ if env is None else env
+def render_config(settings: Settings, etc: Path, spool_dir: str, *,
+                  lab_passwords: bool = False) -> list[Path]:
+    """Write the Asterisk configuration for these settings into ``etc``; return the files.
+
+    Refuses (LabError, nothing written) unless every desk has a password set, or
+    ``lab_passwords`` lets the unset ones be ``lab-<desk>`` (the lab only)."""
     if not settings.ari_password:
         raise LabError("no ARI password: call Settings.with_secrets() first")
+    desks_conf = render_desks(settings, lab_passwords)
     etc.mkdir(parents=True, exist_ok=True)
     values = template_values(settings, spool_dir)
     written = []
@@ -190,7 +213,7 @@ def render_config(settings: Settings, etc: Path, spool_dir: str,
         shutil.copyfile(dialplan, out)
         written.append(out)
     desks = etc / "pjsip_desks.conf"
-    desks.write_text(render_desks(settings, env))
+    desks.write_text(desks_conf)
     written.append(desks)
     for path in written:
         path.chmod(0o600)
@@ -223,7 +246,7 @@ def prepare(inst: Instance) -> None:
     out = inst.outside
     for sub in ("etc", "run", "log", "lib", "astspool", "astspool/recording", "cache", "spool"):
         (out / sub).mkdir(parents=True, exist_ok=True)
-    render_config(inst.settings, out / "etc", f"{inst.inside}/spool")
+    render_config(inst.settings, out / "etc", f"{inst.inside}/spool", lab_passwords=True)
     (out / "etc" / "asterisk.conf").write_text(asterisk_conf(inst.inside))
     sounds = _resolve_inside(inst.root, "/usr/share/asterisk/sounds/en") / prompts.SOUND_FOLDER
     for lang in prompts.LANGUAGES:
@@ -336,21 +359,13 @@ def _spawn(argv: list[str], log_path: Path, env: Mapping[str, str] | None = None
 
 
 def ari_ready(settings: Settings) -> bool:
-    try:
-        r = httpx.get(f"{settings.ari_url}/ari/asterisk/info",
-                      auth=(settings.ari_user, settings.ari_password), timeout=1.0)
-    except httpx.HTTPError:
-        return False
-    return r.status_code == 200
+    """ARI answers our credentials."""
+    return AriClient.from_settings(settings).probe_info().ok
 
 
 def port_answers(settings: Settings) -> bool:
     """Does anything answer HTTP on the ARI port (whatever its credentials)?"""
-    try:
-        httpx.get(f"{settings.ari_url}/ari/asterisk/info", timeout=1.0)
-    except httpx.HTTPError:
-        return False
-    return True
+    return AriClient.from_settings(settings).port_answers()
 
 
 def app_connected(inst: Instance) -> bool:
@@ -367,12 +382,7 @@ def app_connected(inst: Instance) -> bool:
 
 def app_registered(settings: Settings) -> bool:
     """True when Asterisk lists the application."""
-    try:
-        r = httpx.get(f"{settings.ari_url}/ari/applications/{settings.app_name}",
-                      auth=(settings.ari_user, settings.ari_password), timeout=1.0)
-    except httpx.HTTPError:
-        return False
-    return r.status_code == 200
+    return AriClient.from_settings(settings).app_registered()
 
 
 def cli(inst: Instance, command: str, timeout: float = 10.0) -> str:
@@ -454,9 +464,9 @@ def stop_asterisk(inst: Instance) -> bool:
 
 def up(settings: Settings) -> Instance:
     """Start Asterisk and the app (idempotent); return once a call would be answered."""
-    if not chroot_ready():
-        provision()
     inst = instance(settings)
+    if not chroot_ready(inst.root):
+        provision(settings)
     start_asterisk(inst)
     start_app(inst)
     return inst

@@ -560,10 +560,8 @@ class LineService:
     async def on_connect(self) -> None:
         # live desk availability: device-state changes wake waiting callers. (Not an
         # endpoint subscription: that delivers every event of the desk legs a second time.)
-        sources = ",".join(f"deviceState:PJSIP/{d}" for d in self.settings.desks)
         try:
-            await self.client.request("POST", f"/applications/{self.settings.app_name}/"
-                                      "subscription", {"eventSource": sources})
+            await self.client.subscribe([f"deviceState:PJSIP/{d}" for d in self.settings.desks])
         except AriError as exc:
             log.warning("cannot subscribe to desk-phone device states: %s", exc)
         # tells `verifyline lab` that this process, not a predecessor, holds the app's socket

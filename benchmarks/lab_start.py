@@ -35,9 +35,9 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as home:
         os.environ.update(ENV, VERIFYLINE_HOME=home)
         settings = Settings.from_env().with_secrets()
-        if not lab.chroot_ready():
+        if not lab.chroot_ready(lab.cache_root(settings)):
             t = time.monotonic()
-            lab.provision()
+            lab.provision(settings)
             print(f"chroot build (cold):        {time.monotonic() - t:6.2f} s")
         t = time.monotonic()
         inst = lab.up(settings)

@@ -380,9 +380,10 @@ def kill(proc: subprocess.Popen[bytes] | None) -> None:
         proc.wait()
 
 
-def start_desks(opts: Options, work: Path, desks: Sequence[str]) -> subprocess.Popen[bytes]:
+def start_desks(opts: Options, settings: Settings, work: Path, desks: Sequence[str]
+                ) -> subprocess.Popen[bytes]:
     inf = work / "desks.csv"
-    inf.write_text("SEQUENTIAL\n" + "".join(f"{d};{lab.desk_password(d, os.environ)}\n"
+    inf.write_text("SEQUENTIAL\n" + "".join(f"{d};{lab.desk_password(settings, d)}\n"
                                             for d in desks))
     argv = ["sipp", f"127.0.0.1:{opts.sip_port}",
             "-sf", str(SCENARIOS / "desks_register.xml"),
@@ -690,7 +691,7 @@ def run(opts: Options) -> int:
         store = Store(settings.db_url)
 
         t = time.monotonic()
-        desk_proc = start_desks(opts, work, desks)
+        desk_proc = start_desks(opts, settings, work, desks)
         try:
             wait_registered(ari, desks, desk_proc, timeout=30 + opts.desks / 20)
         except RuntimeError as exc:

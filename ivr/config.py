@@ -1,7 +1,13 @@
 """Typed settings: defaults bound to loopback, overridden by ``VERIFYLINE_*`` environment variables.
 
+The dataclasses below are the one defaults table: ``from_env`` reads every ``VERIFYLINE_*``
+variable there is (no other module reads the environment for a setting) and falls back to the
+field defaults, each written once.
+
 Secrets have no default: the ARI password is generated on first use and kept under
-``VERIFYLINE_HOME`` (mode 0600) when ``VERIFYLINE_ARI_PASSWORD`` is unset.
+``VERIFYLINE_HOME`` (mode 0600) when ``VERIFYLINE_ARI_PASSWORD`` is unset; a desk phone's
+password is only what ``VERIFYLINE_DESK_PASSWORD_<DESK>`` says (the lab's ``lab-<desk>`` is
+the lab's business, never a production default).
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Literal, TypeGuard, get_args
 
 from ivr.exceptions import ConfigError
 
@@ -71,7 +78,23 @@ def _port_range(env: Mapping[str, str], name: str, default: tuple[int, int]) -> 
 
 
 # how free desk phones are rung: the one idle longest, then the next; or all of them at once
-STRATEGIES = ("longest_idle", "ring_all")
+Strategy = Literal["longest_idle", "ring_all"]
+STRATEGIES: tuple[Strategy, ...] = get_args(Strategy)
+
+
+def _is_strategy(value: str) -> TypeGuard[Strategy]:
+    return value in STRATEGIES
+
+
+def desk_password_variable(desk: str) -> str:
+    """The variable that holds this desk phone's digest password."""
+    return f"VERIFYLINE_DESK_PASSWORD_{desk.upper()}"
+
+
+def default_cache_dir(env: Mapping[str, str]) -> Path:
+    """Where the Asterisk chroot is cached when ``VERIFYLINE_CACHE`` is unset (XDG)."""
+    base = env.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / APP_NAME
 
 
 @dataclass(frozen=True)
@@ -102,7 +125,7 @@ class Settings:
     rtp_ports: tuple[int, int] = (20000, 20999)
     desks: tuple[str, ...] = ("desk1", "desk2", "desk3", "desk4")
     ring_timeout: float = 20.0
-    strategy: str = "longest_idle"
+    strategy: Strategy = "longest_idle"
     hold_interval: float = 8.0
     wrap_up: float = 30.0
     auto_pause_after: int = 3
@@ -119,6 +142,14 @@ class Settings:
     entry: EntrySettings = field(default_factory=EntrySettings)
     app_name: str = APP_NAME
     bind_address: str = "127.0.0.1"
+    # the desk passwords set through VERIFYLINE_DESK_PASSWORD_<DESK>, as (desk, password)
+    # pairs (a tuple keeps the settings hashable); a desk without one has none
+    desk_passwords: tuple[tuple[str, str], ...] = ()
+    cache_dir: Path = field(default_factory=lambda: default_cache_dir(os.environ))
+
+    def desk_password(self, desk: str) -> str | None:
+        """The password set for this desk phone, or None (there is no default)."""
+        return dict(self.desk_passwords).get(desk)
 
     @property
     def ari_url(self) -> str:
@@ -141,52 +172,60 @@ class Settings:
         """Read the settings from ``VERIFYLINE_*`` variables (``os.environ`` by default)."""
         env = os.environ if env is None else env
         home = Path(env.get("VERIFYLINE_HOME") or "var").resolve()
-        line = env.get("VERIFYLINE_LINE_NUMBER") or "0800123456"
+        # the field defaults above, read back rather than written a second time here
+        base, de = cls(home=home), EntrySettings()
+        line = env.get("VERIFYLINE_LINE_NUMBER") or base.line_number
         if not line.isdigit() or not 3 <= len(line) <= 20:
             raise ConfigError(f"VERIFYLINE_LINE_NUMBER={line!r} must be 3 to 20 digits")
-        desks = tuple(
-            d.strip() for d in (env.get("VERIFYLINE_DESKS") or "desk1,desk2,desk3,desk4").split(",")
-        )
+        raw_desks = env.get("VERIFYLINE_DESKS")
+        desks = tuple(d.strip() for d in raw_desks.split(",")) if raw_desks else base.desks
         if not desks or not all(d.isalnum() for d in desks):
             raise ConfigError("VERIFYLINE_DESKS must be a comma-separated list of endpoint names")
         entry = EntrySettings(
-            min_digits=_int(env, "VERIFYLINE_MIN_DIGITS", 4, 1, 30),
-            max_digits=_int(env, "VERIFYLINE_MAX_DIGITS", 10, 1, 30),
-            first_digit_timeout=_seconds(env, "VERIFYLINE_FIRST_DIGIT_TIMEOUT", 4.0),
-            inter_digit_timeout=_seconds(env, "VERIFYLINE_INTER_DIGIT_TIMEOUT", 4.0),
-            max_attempts=_int(env, "VERIFYLINE_MAX_ATTEMPTS", 3, 1, 10),
-            confirm_timeout=_seconds(env, "VERIFYLINE_CONFIRM_TIMEOUT", 3.0),
+            min_digits=_int(env, "VERIFYLINE_MIN_DIGITS", de.min_digits, 1, 30),
+            max_digits=_int(env, "VERIFYLINE_MAX_DIGITS", de.max_digits, 1, 30),
+            first_digit_timeout=_seconds(env, "VERIFYLINE_FIRST_DIGIT_TIMEOUT",
+                                         de.first_digit_timeout),
+            inter_digit_timeout=_seconds(env, "VERIFYLINE_INTER_DIGIT_TIMEOUT",
+                                         de.inter_digit_timeout),
+            max_attempts=_int(env, "VERIFYLINE_MAX_ATTEMPTS", de.max_attempts, 1, 10),
+            confirm_timeout=_seconds(env, "VERIFYLINE_CONFIRM_TIMEOUT", de.confirm_timeout),
         )
         if entry.min_digits > entry.max_digits:
             raise ConfigError("VERIFYLINE_MIN_DIGITS is larger than VERIFYLINE_MAX_DIGITS")
-        settings = cls(
-            home=home,
-            sip_port=_int(env, "VERIFYLINE_SIP_PORT", 5060, 1, 65535),
-            ari_port=_int(env, "VERIFYLINE_ARI_PORT", 8088, 1, 65535),
-            ari_user=env.get("VERIFYLINE_ARI_USER") or APP_NAME,
-            ari_password=env.get("VERIFYLINE_ARI_PASSWORD") or "",
+        strategy = env.get("VERIFYLINE_STRATEGY") or base.strategy
+        if not _is_strategy(strategy):
+            raise ConfigError(f"VERIFYLINE_STRATEGY={strategy!r} must be one of "
+                              f"{', '.join(STRATEGIES)}")
+        settings = replace(
+            base,
+            sip_port=_int(env, "VERIFYLINE_SIP_PORT", base.sip_port, 1, 65535),
+            ari_port=_int(env, "VERIFYLINE_ARI_PORT", base.ari_port, 1, 65535),
+            ari_user=env.get("VERIFYLINE_ARI_USER") or base.ari_user,
+            ari_password=env.get("VERIFYLINE_ARI_PASSWORD") or base.ari_password,
             db_url=env.get("VERIFYLINE_DB_URL") or f"sqlite:///{home / 'verifyline.db'}",
             line_number=line,
-            rtp_ports=_port_range(env, "VERIFYLINE_RTP_PORTS", (20000, 20999)),
+            rtp_ports=_port_range(env, "VERIFYLINE_RTP_PORTS", base.rtp_ports),
             desks=desks,
-            ring_timeout=_seconds(env, "VERIFYLINE_RING_TIMEOUT", 20.0),
-            strategy=env.get("VERIFYLINE_STRATEGY") or "longest_idle",
-            hold_interval=_seconds(env, "VERIFYLINE_HOLD_INTERVAL", 8.0),
-            wrap_up=_seconds(env, "VERIFYLINE_WRAP_UP", 30.0, allow_zero=True),
-            auto_pause_after=_int(env, "VERIFYLINE_AUTO_PAUSE", 3, 0, 100),
-            queue_max_wait=_seconds(env, "VERIFYLINE_QUEUE_MAX_WAIT", 120.0),
-            whisper_timeout=_seconds(env, "VERIFYLINE_WHISPER_TIMEOUT", 3.0),
-            sweep_grace=_seconds(env, "VERIFYLINE_SWEEP_GRACE", 10.0),
-            rtp_timeout=_seconds(env, "VERIFYLINE_RTP_TIMEOUT", 60.0, allow_zero=True),
-            recording=_flag(env, "VERIFYLINE_RECORDING", True),
-            rate_limit=_int(env, "VERIFYLINE_RATE_LIMIT", 5, 1, 10000),
-            rate_window=_seconds(env, "VERIFYLINE_RATE_WINDOW", 600.0),
-            overflow_uri=env.get("VERIFYLINE_OVERFLOW_URI") or "sip:overflow@127.0.0.1:5099",
+            ring_timeout=_seconds(env, "VERIFYLINE_RING_TIMEOUT", base.ring_timeout),
+            strategy=strategy,
+            hold_interval=_seconds(env, "VERIFYLINE_HOLD_INTERVAL", base.hold_interval),
+            wrap_up=_seconds(env, "VERIFYLINE_WRAP_UP", base.wrap_up, allow_zero=True),
+            auto_pause_after=_int(env, "VERIFYLINE_AUTO_PAUSE", base.auto_pause_after, 0, 100),
+            queue_max_wait=_seconds(env, "VERIFYLINE_QUEUE_MAX_WAIT", base.queue_max_wait),
+            whisper_timeout=_seconds(env, "VERIFYLINE_WHISPER_TIMEOUT", base.whisper_timeout),
+            sweep_grace=_seconds(env, "VERIFYLINE_SWEEP_GRACE", base.sweep_grace),
+            rtp_timeout=_seconds(env, "VERIFYLINE_RTP_TIMEOUT", base.rtp_timeout,
+                                 allow_zero=True),
+            recording=_flag(env, "VERIFYLINE_RECORDING", base.recording),
+            rate_limit=_int(env, "VERIFYLINE_RATE_LIMIT", base.rate_limit, 1, 10000),
+            rate_window=_seconds(env, "VERIFYLINE_RATE_WINDOW", base.rate_window),
+            overflow_uri=env.get("VERIFYLINE_OVERFLOW_URI") or base.overflow_uri,
             entry=entry,
+            desk_passwords=tuple((desk, env[desk_password_variable(desk)]) for desk in desks
+                                 if env.get(desk_password_variable(desk))),
+            cache_dir=Path(env.get("VERIFYLINE_CACHE") or default_cache_dir(env)),
         )
-        if settings.strategy not in STRATEGIES:
-            raise ConfigError(f"VERIFYLINE_STRATEGY={settings.strategy!r} must be one of "
-                              f"{', '.join(STRATEGIES)}")
         if not settings.overflow_uri.startswith("sip:"):
             raise ConfigError("VERIFYLINE_OVERFLOW_URI must be a sip: URI")
         if not settings.ari_user.isalnum():

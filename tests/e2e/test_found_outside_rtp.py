@@ -51,7 +51,8 @@ def reload_trunk(the_lab: Lab, seconds: float) -> None:
     """Render the configuration with this RTP timeout and reload res_pjsip."""
     inst = the_lab.instance
     settings = replace(the_lab.settings, rtp_timeout=seconds)
-    lab.render_config(settings, inst.outside / "etc", f"{inst.inside}/spool", the_lab.env)
+    lab.render_config(settings, inst.outside / "etc", f"{inst.inside}/spool",
+                      lab_passwords=True)
     lab.cli(inst, "module reload res_pjsip.so")
     poll(f"the trunk's rtp_timeout to be {lab.rtp_timeout(settings)}",
          lambda: trunk_rtp_timeout(the_lab) == str(lab.rtp_timeout(settings)))

@@ -229,7 +229,7 @@ def test_given_rtp_timeout_setting_then_the_trunk_gets_it_and_five_times_it_on_h
     s = Settings.from_env({"VERIFYLINE_HOME": str(tmp_path), **env})
     etc = tmp_path / "etc"
 
-    lab.render_config(replace(s, ari_password="x"), etc, "/spool", {})
+    lab.render_config(replace(s, ari_password="x"), etc, "/spool", lab_passwords=True)
 
     trunk = (etc / "pjsip.conf").read_text().split("[trunk]")[1]
     assert f"rtp_timeout = {timeout}\n" in trunk

@@ -1,0 +1,104 @@
+"""The one ARI client: its synchronous probes (lab, CLI) and the typed requests that replaced raw
+``client.request`` calls elsewhere, over ``httpx.MockTransport``."""
+
+from __future__ import annotations
+
+import httpx
+
+from ari_app.client import AriClient
+from ivr.config import Settings
+
+APP = "verifyline"
+
+
+def client_answering(status: int, seen: list[httpx.Request], body: object = None) -> AriClient:
+    def handle(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(status, json=body) if body is not None else httpx.Response(status)
+
+    return AriClient("http://127.0.0.1:8088", "verifyline", "secret", APP,
+                     transport=httpx.MockTransport(handle),
+                     probe_transport=httpx.MockTransport(handle))
+
+
+def test_given_settings_when_client_is_made_from_them_then_it_uses_their_url_and_app(tmp_path):
+    settings = Settings(home=tmp_path, ari_port=18088, ari_password="pw")
+
+    client = AriClient.from_settings(settings)
+
+    assert client.base_url == "http://127.0.0.1:18088"
+    assert client.app == settings.app_name
+
+
+def test_given_ari_answers_when_info_is_probed_then_credentials_are_sent_and_body_parsed():
+    seen: list[httpx.Request] = []
+    client = client_answering(200, seen, {"system": {"version": "22.1.0"}})
+
+    info = client.probe_info()
+
+    assert info.ok
+    assert info.body == {"system": {"version": "22.1.0"}}
+    assert seen[0].url.path == "/ari/asterisk/info"
+    assert seen[0].headers["authorization"].startswith("Basic ")
+
+
+def test_given_wrong_credentials_when_info_is_probed_then_the_status_says_so():
+    info = client_answering(401, [], {"message": "Authentication required"}).probe_info()
+
+    assert not info.ok
+    assert info.status == 401
+
+
+def test_given_nothing_listens_when_probed_then_no_status_and_no_exception():
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused", request=request)
+
+    client = AriClient("http://127.0.0.1:1", "u", "p", APP,
+                       probe_transport=httpx.MockTransport(refuse))
+
+    info = client.probe_info()
+
+    assert info.status is None
+    assert "refused" in info.error
+    assert not client.port_answers()
+    assert not client.app_registered()
+
+
+def test_given_any_http_answer_when_port_is_probed_then_it_answers_without_credentials():
+    seen: list[httpx.Request] = []
+
+    assert client_answering(401, seen).port_answers()
+    assert "authorization" not in seen[0].headers
+
+
+def test_given_app_listed_or_not_when_registration_is_probed_then_only_200_counts():
+    seen: list[httpx.Request] = []
+
+    assert client_answering(200, seen, {"name": APP}).app_registered()
+    assert not client_answering(404, seen).app_registered()
+    assert [r.url.path for r in seen] == [f"/ari/applications/{APP}"] * 2
+
+
+async def test_given_desks_when_subscribing_to_device_states_then_one_request_lists_them():
+    seen: list[httpx.Request] = []
+    client = client_answering(200, seen, {"name": APP})
+
+    await client.subscribe(["deviceState:PJSIP/desk1", "deviceState:PJSIP/desk2"])
+    await client.aclose()
+
+    assert seen[0].method == "POST"
+    assert seen[0].url.path == f"/ari/applications/{APP}/subscription"
+    assert seen[0].url.params["eventSource"] == "deviceState:PJSIP/desk1,deviceState:PJSIP/desk2"
+
+
+async def test_given_a_bridge_when_music_and_a_prompt_are_started_then_typed_requests_go_out():
+    seen: list[httpx.Request] = []
+    client = client_answering(204, seen)
+
+    await client.start_moh("c1-hold")
+    await client.play_to_bridge("c1-bridge", "p1", ["sound:a", "sound:b"])
+    await client.aclose()
+
+    assert [(r.method, r.url.path) for r in seen] == [
+        ("POST", "/ari/bridges/c1-hold/moh"), ("POST", "/ari/bridges/c1-bridge/play/p1")]
+    assert seen[1].url.params["media"] == "sound:a,sound:b"
