@@ -31,7 +31,7 @@ from ari_app.client import (
     EventStream,
 )
 from ari_app.sweeper import Sweeper
-from ivr import callers, calllog, logops, roster
+from ivr import callers, calllog, ids, logops, roster
 from ivr.callflow import (
     FLAG_EMERGENCY,
     Bridged,
@@ -66,7 +66,6 @@ from ivr.telephony import LookupResult
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-DESK_LEG_MARK = "-desk"
 AVAILABILITY_INTERVAL = 1.0
 FEATURE_PROMPT_SECONDS = 3.0
 # feature code action -> (paused, signed out)
@@ -107,11 +106,6 @@ def flow_settings(settings: Settings) -> FlowSettings:
 def driver_hangup(ev: AriEvent) -> bool:
     """A hang-up the channel driver asked for itself (not the far end's BYE, not ours)."""
     return ev.raw.get("soft") is True and ev.raw.get("cause") == SOFTHANGUP_DEV
-
-
-def caller_channel_of(channel_id: str) -> str:
-    """Desk legs are named '<caller channel id>-deskN'; a caller's id maps to itself."""
-    return channel_id.split(DESK_LEG_MARK, 1)[0]
 
 
 class _Fired:
@@ -437,7 +431,7 @@ class LineService:
         """Does a call of ours (or a feature code) own this channel?"""
         if channel_id in self._features:
             return True
-        runtime = self.calls.get(caller_channel_of(channel_id))
+        runtime = self.calls.get(ids.caller_channel_of(channel_id))
         if runtime is None:
             return False
         d = runtime.data
@@ -536,7 +530,7 @@ class LineService:
             return
         if channel is None:
             return
-        is_desk = DESK_LEG_MARK in channel.id
+        is_desk = ids.is_desk_leg(channel.id)
         match ev.type:
             case "StasisStart" if is_desk or (ev.args[:1] == ["desk"]):
                 if not self._post(channel.id, DeskAnswered(channel.id)):
@@ -566,7 +560,7 @@ class LineService:
                 pass
 
     def _post(self, channel_id: str, event: Event) -> bool:
-        runtime = self.calls.get(caller_channel_of(channel_id))
+        runtime = self.calls.get(ids.caller_channel_of(channel_id))
         if runtime is None:
             return False
         runtime.post(event)
@@ -708,11 +702,10 @@ class LineService:
             # re-evaluate from scratch: drop the desk legs and bridge the old run left behind
             # (the caller stays in their holding bridge, hearing music, and is found there)
             for leg in live:
-                if caller_channel_of(leg) == data.channel_id and leg != data.channel_id:
-                    n = leg.rsplit(DESK_LEG_MARK, 1)[-1]
-                    data.desk_legs = max(data.desk_legs, int(n) if n.isdigit() else 0)
+                if ids.caller_channel_of(leg) == data.channel_id and leg != data.channel_id:
+                    data.desk_legs = max(data.desk_legs, ids.desk_leg_number(leg) or 0)
                     await self.client.hangup(leg)
-            await self.client.destroy_bridge(f"{data.channel_id}-bridge")
+            await self.client.destroy_bridge(ids.mixing_bridge(data.channel_id))
             data.desk_channel_id, data.desk, data.bridge_id = None, None, None
             data.answered_at, data.answered_desk = None, None
             first = (Connecting(emergency=FLAG_EMERGENCY in data.flags, resumed=True)

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import ClassVar
 
+from ivr import ids
 from ivr.clock import iso, now
 from ivr.config import EntrySettings
 from ivr.models import EndReason, RosterResult
@@ -575,7 +576,7 @@ class Connecting(State):
         position = ctx.services.join_queue(self.emergency)
         ctx.record("queued", position=position, emergency=self.emergency)
         if d.hold_bridge_id is None:
-            d.hold_bridge_id = f"{d.channel_id}-hold"
+            d.hold_bridge_id = ids.hold_bridge(d.channel_id)
             await ctx.tel.hold(d.channel_id, d.hold_bridge_id)
             ctx.record("on_hold", bridge=d.hold_bridge_id)
         if not self.emergency:
@@ -671,7 +672,7 @@ class Connecting(State):
     async def _ring(self, ctx: CallContext, desk: str, overflow: bool = False) -> bool:
         d = ctx.data
         d.desk_legs += 1
-        leg = f"{d.channel_id}-desk{d.desk_legs}"
+        leg = ids.desk_leg(d.channel_id, d.desk_legs)
         d.legs[leg] = desk
         if overflow:
             self.overflow_leg = leg
@@ -823,7 +824,7 @@ class Connecting(State):
         if self.playback_id is not None:
             await ctx.tel.stop_playback(self.playback_id)
         d.legs.pop(desk_leg, None)
-        d.bridge_id = f"{d.channel_id}-bridge"
+        d.bridge_id = ids.mixing_bridge(d.channel_id)
         await ctx.tel.create_bridge(d.bridge_id, [d.channel_id, desk_leg])  # off hold
         if d.hold_bridge_id is not None:
             await ctx.tel.destroy_bridge(d.hold_bridge_id)
