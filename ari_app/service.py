@@ -37,7 +37,6 @@ from ivr.callflow import (
     Bridged,
     Call,
     CallContext,
-    CallData,
     CallerGone,
     Collecting,
     Connecting,
@@ -55,6 +54,7 @@ from ivr.callflow import (
 )
 from ivr.clock import iso, now
 from ivr.config import Settings
+from ivr.entities import CallData
 from ivr.journal import DurableLog, Journal
 from ivr.models import Call as CallRow
 from ivr.models import CallPath, EndReason
@@ -285,7 +285,7 @@ class CallRuntime:
         """A bug must never leave a caller in silence: hand them to the dialplan fallback."""
         if isinstance(self.call.state, Bridged):
             return  # already talking to a supervisor; leave them be
-        unanswered = list(self.data.legs)
+        unanswered = list(self.data.runtime.legs)
         if self.data.desk_channel_id is not None and self.data.answered_at is None:
             unanswered.append(self.data.desk_channel_id)
         try:
@@ -435,7 +435,7 @@ class LineService:
         if runtime is None:
             return False
         d = runtime.data
-        return channel_id in (d.channel_id, d.desk_channel_id) or channel_id in d.legs
+        return channel_id in (d.channel_id, d.desk_channel_id) or channel_id in d.runtime.legs
 
     def _live(self, caller_channel_id: str) -> bool:
         """Is this call still in progress (not ended)?"""
@@ -656,7 +656,7 @@ class LineService:
                 runtime.post(Lost(gone) if asterisk_restarted
                              else CallerGone("gone while disconnected"))
                 continue
-            for leg in {*d.legs, d.desk_channel_id} - live - {None}:
+            for leg in {*d.runtime.legs, d.desk_channel_id} - live - {None}:
                 runtime.post(DeskGone(str(leg), "gone while disconnected"))
 
         def open_calls() -> list[CallData]:
@@ -703,7 +703,8 @@ class LineService:
             # (the caller stays in their holding bridge, hearing music, and is found there)
             for leg in live:
                 if ids.caller_channel_of(leg) == data.channel_id and leg != data.channel_id:
-                    data.desk_legs = max(data.desk_legs, ids.desk_leg_number(leg) or 0)
+                    made = data.runtime.desk_legs
+                    data.runtime.desk_legs = max(made, ids.desk_leg_number(leg) or 0)
                     await self.client.hangup(leg)
             await self.client.destroy_bridge(ids.mixing_bridge(data.channel_id))
             data.desk_channel_id, data.desk, data.bridge_id = None, None, None

@@ -17,14 +17,16 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ivr import calllog
-from ivr.callflow import CallData
 from ivr.clock import now
+from ivr.entities import PERSISTED_FIELDS, CallData
 from ivr.journal import Applier
 from ivr.models import Call, CallPath, EndReason, RosterResult
 
 _DATES = ("started_at", "answered_at", "ended_at", "queued_at")
-_SETS = ("flags", "tried_desks")
-_FIELDS = {f.name for f in dataclasses.fields(CallData)}
+_SETS = ("flags",)
+# entries of earlier versions also hold the runtime legs (legs, tried_desks, desk_legs): they
+# are ignored on replay, as a new run of the app never inherits ringing legs from a record
+_FIELDS = frozenset(PERSISTED_FIELDS)
 
 
 def _date(raw: object) -> datetime | None:
@@ -32,7 +34,8 @@ def _date(raw: object) -> datetime | None:
 
 
 def call_to_json(data: CallData) -> dict[str, Any]:
-    raw = dataclasses.asdict(data)
+    """The persisted fields of a call, as JSON (never its runtime legs)."""
+    raw: dict[str, Any] = {name: getattr(data, name) for name in PERSISTED_FIELDS}
     for name in _DATES:
         value = getattr(data, name)
         raw[name] = value.isoformat() if value is not None else None

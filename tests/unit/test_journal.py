@@ -16,7 +16,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from ivr import calllog, logops
-from ivr.callflow import CallData
+from ivr.entities import CallData, Legs
 from ivr.journal import DurableLog, Journal
 from ivr.models import Call, CallEvent, EndReason, RosterResult
 from ivr.store import Store
@@ -188,7 +188,32 @@ def test_given_a_reference_taken_meanwhile_then_the_replayed_call_keeps_it_with_
 
 def test_given_a_call_row_then_it_survives_the_json_round_trip():
     data = a_call()
-    data.flags, data.tried_desks, data.legs = {"emergency"}, {"desk1"}, {"c1-desk1": "desk1"}
-    data.roster_result, data.queued_at = RosterResult.RESTRICTED, T0
+    data.flags, data.roster_result, data.queued_at = {"emergency"}, RosterResult.RESTRICTED, T0
 
     assert logops.call_from_json(json.loads(json.dumps(logops.call_to_json(data)))) == data
+
+
+def test_given_a_call_with_ringing_legs_when_saved_then_the_entry_holds_none_of_them():
+    data = a_call()
+    data.runtime.legs, data.runtime.tried_desks = {"c1-desk2": "desk1"}, {"desk1"}
+    data.runtime.desk_legs = 2
+
+    raw = logops.call_to_json(data)
+
+    assert not {"runtime", "legs", "tried_desks", "desk_legs"} & raw.keys()
+    assert logops.call_from_json(raw).runtime == Legs()  # a new run starts with no legs
+
+
+def test_given_a_call_row_whose_desk_leg_was_the_third_when_adopted_then_the_next_is_the_fourth(
+        store):
+    data = a_call()
+    with store.session() as s:
+        calllog.open_call(s, "c1", None, T0, reference="412345")
+        data.desk_channel_id, data.state = "c1-desk3", "bridged"
+        calllog.save(s, data, "bridged", {}, T0)
+
+    with store.session() as s:
+        row = s.scalars(select(Call).where(Call.channel_id == "c1")).one()
+        adopted = calllog.data_from_row(row)
+
+    assert adopted.runtime == Legs(desk_legs=3)  # nothing ringing; no leg id used twice
