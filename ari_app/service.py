@@ -315,7 +315,7 @@ class LineService:
         # ChannelDestroyed tells whether it was the RTP timeout
         self._driver_hangups: set[str] = set()
         self._db = ThreadPoolExecutor(1, thread_name_prefix="verifyline-db")  # reads
-        self.durable = DurableLog(Journal(journal_path(settings)), store, logops.APPLIERS)
+        self.durable = DurableLog(Journal(journal_path(settings)), store, logops.CODEC)
         self.roster_copy = roster.RosterCopy()
         self.sweeper = Sweeper(settings.app_name, settings.sweep_grace)
         self._features: set[str] = set()  # feature-code channels being served
@@ -331,10 +331,10 @@ class LineService:
         (writes go through :meth:`log`)."""
         return await asyncio.get_running_loop().run_in_executor(self._db, work)
 
-    def log(self, entry: tuple[str, dict[str, Any]]) -> None:
+    def log(self, entry: logops.Operation) -> None:
         """A call-log write: journaled (fsync'd) first, then applied to the database, in order
         and exactly once, also when the database is away for a while (see ivr.journal)."""
-        self.durable.submit(*entry)
+        self.durable.submit(entry)
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         task = asyncio.create_task(coro)
