@@ -28,13 +28,12 @@ from ari_app.client import (
     EventStream,
 )
 from ari_app.sweeper import Sweeper
-from ivr import callers, calllog, logops, roster, services
+from ivr import callers, calllog, ids, logops, roster, services
 from ivr.callflow import (
     FLAG_EMERGENCY,
     Bridged,
     Call,
     CallContext,
-    CallData,
     CallerGone,
     Collecting,
     Connecting,
@@ -51,6 +50,7 @@ from ivr.callflow import (
 )
 from ivr.clock import iso, now
 from ivr.config import Settings
+from ivr.entities import CallData
 from ivr.journal import DurableLog, Journal
 from ivr.models import EndReason
 from ivr.spool import drain
@@ -61,7 +61,6 @@ from ivr.telephony import LookupResult
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-DESK_LEG_MARK = "-desk"
 AVAILABILITY_INTERVAL = 1.0
 FEATURE_PROMPT_SECONDS = 3.0
 SPOOL_INTERVAL = 2.0
@@ -80,11 +79,6 @@ CAUSE_MEDIA_TIMEOUT = 44
 def driver_hangup(ev: AriEvent) -> bool:
     """A hang-up the channel driver asked for itself (not the far end's BYE, not ours)."""
     return ev.raw.get("soft") is True and ev.raw.get("cause") == SOFTHANGUP_DEV
-
-
-def caller_channel_of(channel_id: str) -> str:
-    """Desk legs are named '<caller channel id>-deskN'; a caller's id maps to itself."""
-    return channel_id.split(DESK_LEG_MARK, 1)[0]
 
 
 class _Fired:
@@ -254,7 +248,7 @@ class CallRuntime:
         """A bug must never leave a caller in silence: hand them to the dialplan fallback."""
         if isinstance(self.call.state, Bridged):
             return  # already talking to a supervisor; leave them be
-        unanswered = list(self.data.legs)
+        unanswered = list(self.data.runtime.legs)
         if self.data.desk_channel_id is not None and self.data.answered_at is None:
             unanswered.append(self.data.desk_channel_id)
         try:
@@ -284,7 +278,7 @@ class LineService:
         # ChannelDestroyed tells whether it was the RTP timeout
         self._driver_hangups: set[str] = set()
         self._db = ThreadPoolExecutor(1, thread_name_prefix="verifyline-db")  # reads
-        self.durable = DurableLog(Journal(services.journal_path(settings)), store, logops.APPLIERS)
+        self.durable = DurableLog(Journal(services.journal_path(settings)), store, logops.CODEC)
         self.roster_copy = roster.RosterCopy()
         self.sweeper = Sweeper(settings.app_name, settings.sweep_grace)
         self._features: set[str] = set()  # feature-code channels being served
@@ -300,10 +294,10 @@ class LineService:
         (writes go through :meth:`log`)."""
         return await asyncio.get_running_loop().run_in_executor(self._db, work)
 
-    def log(self, entry: tuple[str, dict[str, Any]]) -> None:
+    def log(self, entry: logops.Operation) -> None:
         """A call-log write: journaled (fsync'd) first, then applied to the database, in order
         and exactly once, also when the database is away for a while (see ivr.journal)."""
-        self.durable.submit(*entry)
+        self.durable.submit(entry)
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         task = asyncio.create_task(coro)
@@ -392,11 +386,11 @@ class LineService:
         """Does a call of ours (or a feature code) own this channel?"""
         if channel_id in self._features:
             return True
-        runtime = self.calls.get(caller_channel_of(channel_id))
+        runtime = self.calls.get(ids.caller_channel_of(channel_id))
         if runtime is None:
             return False
         d = runtime.data
-        return channel_id in (d.channel_id, d.desk_channel_id) or channel_id in d.legs
+        return channel_id in (d.channel_id, d.desk_channel_id) or channel_id in d.runtime.legs
 
     def _live(self, caller_channel_id: str) -> bool:
         """Is this call still in progress (not ended)?"""
@@ -486,7 +480,7 @@ class LineService:
             return
         if channel is None:
             return
-        is_desk = DESK_LEG_MARK in channel.id
+        is_desk = ids.is_desk_leg(channel.id)
         match ev.type:
             case "StasisStart" if is_desk or (ev.args[:1] == ["desk"]):
                 if not self._post(channel.id, DeskAnswered(channel.id)):
@@ -516,7 +510,7 @@ class LineService:
                 pass
 
     def _post(self, channel_id: str, event: Event) -> bool:
-        runtime = self.calls.get(caller_channel_of(channel_id))
+        runtime = self.calls.get(ids.caller_channel_of(channel_id))
         if runtime is None:
             return False
         runtime.post(event)
@@ -606,7 +600,7 @@ class LineService:
                 runtime.post(Lost(gone) if asterisk_restarted
                              else CallerGone("gone while disconnected"))
                 continue
-            for leg in {*d.legs, d.desk_channel_id} - live - {None}:
+            for leg in {*d.runtime.legs, d.desk_channel_id} - live - {None}:
                 runtime.post(DeskGone(str(leg), "gone while disconnected"))
 
         try:
@@ -644,11 +638,11 @@ class LineService:
             # re-evaluate from scratch: drop the desk legs and bridge the old run left behind
             # (the caller stays in their holding bridge, hearing music, and is found there)
             for leg in live:
-                if caller_channel_of(leg) == data.channel_id and leg != data.channel_id:
-                    n = leg.rsplit(DESK_LEG_MARK, 1)[-1]
-                    data.desk_legs = max(data.desk_legs, int(n) if n.isdigit() else 0)
+                if ids.caller_channel_of(leg) == data.channel_id and leg != data.channel_id:
+                    made = data.runtime.desk_legs
+                    data.runtime.desk_legs = max(made, ids.desk_leg_number(leg) or 0)
                     await self.client.hangup(leg)
-            await self.client.destroy_bridge(f"{data.channel_id}-bridge")
+            await self.client.destroy_bridge(ids.mixing_bridge(data.channel_id))
             data.desk_channel_id, data.desk, data.bridge_id = None, None, None
             data.answered_at, data.answered_desk = None, None
             first = (Connecting(emergency=FLAG_EMERGENCY in data.flags, resumed=True)

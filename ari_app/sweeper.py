@@ -15,9 +15,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from ari_app.client import Bridge, Channel
-
-OUR_BRIDGES = ("-hold", "-bridge")  # the ids the line gives its bridges
-DESK_LEG_MARK = "-desk"
+from ivr import ids
 
 Action = Literal["destroy_bridge", "hangup", "to_fallback"]
 
@@ -53,13 +51,13 @@ class Sweeper:
         joins a bridge asynchronously: measured over 2 s behind a prompt being stopped)."""
         suspects: dict[tuple[Action, str], str] = {}
         for bridge in bridges:
-            if (not bridge.channels and bridge.id.endswith(OUR_BRIDGES)
-                    and not live_call(bridge.id.rsplit("-", 1)[0])):
+            owner = ids.call_of_bridge(bridge.id)
+            if not bridge.channels and owner is not None and not live_call(owner):
                 suspects[("destroy_bridge", bridge.id)] = "empty bridge"
         for channel in channels:
             if not self._ours(channel) or known(channel.id):
                 continue
-            if DESK_LEG_MARK in channel.id:
+            if ids.is_desk_leg(channel.id):
                 suspects[("hangup", channel.id)] = "desk leg of no call"
             else:
                 suspects[("to_fallback", channel.id)] = "caller in the app with no call"

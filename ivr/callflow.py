@@ -30,8 +30,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import ClassVar
 
+from ivr import ids
 from ivr.clock import iso, now
 from ivr.config import EntrySettings
+from ivr.entities import CallData
 from ivr.models import EndReason, RosterResult
 from ivr.prompts import (
     DEFAULT_LANGUAGE,
@@ -122,43 +124,6 @@ class Wake:
 
 Event = (Dtmf | PlaybackDone | TimerFired | DeskAnswered | DeskGone | CallerGone | DeskDtmf
          | Wake | Lost)
-
-
-# --- the call's data, persisted at every transition ----------------------------------------
-
-
-@dataclass
-class CallData:
-    """Everything known about one call; saved with each timeline event."""
-
-    channel_id: str
-    caller_number: str | None
-    reference: str
-    started_at: datetime = field(default_factory=now)
-    digits: str = ""
-    roster_result: RosterResult | None = None
-    officer_id: int | None = None
-    officer_label: str = ""
-    desk: str | None = None
-    desk_channel_id: str | None = None
-    answered_desk: str | None = None
-    bridge_id: str | None = None
-    answered_at: datetime | None = None
-    ended_at: datetime | None = None
-    end_reason: EndReason | None = None
-    state: str = "new"
-    attempts: int = 0
-    language: str = DEFAULT_LANGUAGE
-    flags: set[str] = field(default_factory=set)
-    tried_desks: set[str] = field(default_factory=set)
-    desk_legs: int = 0  # desk legs created so far (names them '<channel>-deskN')
-    legs: dict[str, str] = field(default_factory=dict)  # ringing leg -> desk (not yet bridged)
-    hold_bridge_id: str | None = None
-    queued_at: datetime | None = None
-    recording: str | None = None
-    # set from CallerGone before any state sees it, so every state's on_caller_gone (and the
-    # base one they defer to) can tell a lost connection from a hang-up
-    connection_lost: bool = False
 
 
 @dataclass(frozen=True)
@@ -575,7 +540,7 @@ class Connecting(State):
         position = ctx.services.join_queue(self.emergency)
         ctx.record("queued", position=position, emergency=self.emergency)
         if d.hold_bridge_id is None:
-            d.hold_bridge_id = f"{d.channel_id}-hold"
+            d.hold_bridge_id = ids.hold_bridge(d.channel_id)
             await ctx.tel.hold(d.channel_id, d.hold_bridge_id)
             ctx.record("on_hold", bridge=d.hold_bridge_id)
         if not self.emergency:
@@ -627,7 +592,7 @@ class Connecting(State):
         return f"{result} {d.digits or '-'} ref {d.reference}{flags}"
 
     def _desk_legs(self, ctx: CallContext) -> list[str]:
-        return [leg for leg in ctx.data.legs if leg != self.overflow_leg]
+        return [leg for leg in ctx.data.runtime.legs if leg != self.overflow_leg]
 
     async def _ring_more(self, ctx: CallContext) -> State:
         """Ring whatever should ring now and is not ringing yet; when nothing can, hold on
@@ -644,7 +609,8 @@ class Connecting(State):
         ring_all = ctx.settings.ring_all
         if ring_all or not self._desk_legs(ctx):
             # a desk that cannot even be rung makes way for the next one at once
-            while desks := await ctx.services.pick_desks(d.channel_id, frozenset(d.tried_desks),
+            while desks := await ctx.services.pick_desks(d.channel_id,
+                                                         frozenset(d.runtime.tried_desks),
                                                          every=ring_all):
                 for desk in desks:
                     await self._ring(ctx, desk)
@@ -659,8 +625,8 @@ class Connecting(State):
             self.overflow_due = True
             ctx.record("overflow", reason="no_supervisor_signed_in")
             return await self._ring_more(ctx)
-        if d.tried_desks:
-            d.tried_desks.clear()  # every free desk had its turn: a new round after a pause
+        if d.runtime.tried_desks:
+            d.runtime.tried_desks.clear()  # every free desk had its turn: a new round after a pause
         elif self.waiting_since is None:
             self.waiting_since = now()
             ctx.record("no_supervisor_free", position=ctx.services.queue_position())
@@ -670,13 +636,13 @@ class Connecting(State):
 
     async def _ring(self, ctx: CallContext, desk: str, overflow: bool = False) -> bool:
         d = ctx.data
-        d.desk_legs += 1
-        leg = f"{d.channel_id}-desk{d.desk_legs}"
-        d.legs[leg] = desk
+        d.runtime.desk_legs += 1
+        leg = ids.desk_leg(d.channel_id, d.runtime.desk_legs)
+        d.runtime.legs[leg] = desk
         if overflow:
             self.overflow_leg = leg
         else:
-            d.tried_desks.add(desk)
+            d.runtime.tried_desks.add(desk)
         ringing = await ctx.tel.originate(desk, leg, self._display(ctx), d.caller_number or "",
                                           ctx.settings.ring_timeout + 5)
         if not ringing:
@@ -694,7 +660,7 @@ class Connecting(State):
     async def _drop_leg(self, ctx: CallContext, leg: str, why: str) -> None:
         """Forget a leg (ringing, or hearing the whisper) and give its desk back."""
         d = ctx.data
-        desk = d.legs.pop(leg, None)
+        desk = d.runtime.legs.pop(leg, None)
         if desk is None:
             return
         ctx.timers.cancel(f"ring:{leg}")
@@ -714,7 +680,7 @@ class Connecting(State):
             ctx.timers.start("overflow_retry", RETRY_SECONDS)
 
     async def _cancel_legs(self, ctx: CallContext, why: str, keep: str | None = None) -> None:
-        for leg in [leg for leg in ctx.data.legs if leg != keep]:
+        for leg in [leg for leg in ctx.data.runtime.legs if leg != keep]:
             await self._drop_leg(ctx, leg, why)
             await ctx.tel.hangup(leg)  # a ringing phone gets a CANCEL
 
@@ -725,7 +691,7 @@ class Connecting(State):
         d = ctx.data
         if name.startswith("ring:"):
             leg = name.removeprefix("ring:")
-            desk = d.legs.get(leg)
+            desk = d.runtime.legs.get(leg)
             if desk is None or leg == self.answered_leg:
                 return self
             was_overflow = leg == self.overflow_leg
@@ -739,7 +705,7 @@ class Connecting(State):
         if name == "overflow_retry":
             self.overflow_resting = False
             return await self._ring_more(ctx)
-        if name == "hold" and (d.legs or self.playback_id is not None):
+        if name == "hold" and (d.runtime.legs or self.playback_id is not None):
             # a phone is ringing, or the caller is hearing something already: no pile-up
             ctx.timers.start("hold", ctx.settings.hold_interval)
             return self
@@ -760,7 +726,7 @@ class Connecting(State):
         return self
 
     async def on_desk_gone(self, ctx: CallContext, channel_id: str, cause: str) -> State:
-        desk = ctx.data.legs.get(channel_id)
+        desk = ctx.data.runtime.legs.get(channel_id)
         if desk is None:
             return self  # a leg we had already let go (cancelled, timed out)
         during_whisper = channel_id == self.answered_leg
@@ -776,11 +742,12 @@ class Connecting(State):
 
     async def on_desk_answered(self, ctx: CallContext, channel_id: str) -> State:
         d = ctx.data
-        if channel_id not in d.legs or self.answered_leg is not None:
+        if channel_id not in d.runtime.legs or self.answered_leg is not None:
             await self._drop_leg(ctx, channel_id, "desk_cancelled")
             return await super().on_desk_answered(ctx, channel_id)
         ctx.timers.cancel(f"ring:{channel_id}")
-        self.answered_leg, d.desk_channel_id, d.desk = channel_id, channel_id, d.legs[channel_id]
+        self.answered_leg, d.desk_channel_id = channel_id, channel_id
+        d.desk = d.runtime.legs[channel_id]
         # the audit keeps who picked up and when, also if the caller leaves during the whisper
         d.answered_desk, d.answered_at = d.desk, now()
         ctx.services.desk_answered(d.desk)
@@ -822,8 +789,8 @@ class Connecting(State):
         ctx.timers.cancel_all()
         if self.playback_id is not None:
             await ctx.tel.stop_playback(self.playback_id)
-        d.legs.pop(desk_leg, None)
-        d.bridge_id = f"{d.channel_id}-bridge"
+        d.runtime.legs.pop(desk_leg, None)
+        d.bridge_id = ids.mixing_bridge(d.channel_id)
         await ctx.tel.create_bridge(d.bridge_id, [d.channel_id, desk_leg])  # off hold
         if d.hold_bridge_id is not None:
             await ctx.tel.destroy_bridge(d.hold_bridge_id)
@@ -853,14 +820,14 @@ class Connecting(State):
             return await super().on_caller_gone(ctx, cause)
         # a supervisor had picked up: the log keeps that desk and when it answered
         ctx.timers.cancel("whisper")
-        ctx.data.legs.pop(whispered, None)
+        ctx.data.runtime.legs.pop(whispered, None)
         ctx.record("caller_left_during_whisper", desk=ctx.data.desk, channel=whispered)
         await ctx.tel.hangup(whispered)
         return await go(ctx, Ended(EndReason.CALLER_CONNECTION_LOST if ctx.data.connection_lost
                                    else EndReason.CALLER_LEFT_DURING_WHISPER))
 
     async def on_lost(self, ctx: CallContext, reason: EndReason) -> State:
-        for leg in list(ctx.data.legs):
+        for leg in list(ctx.data.runtime.legs):
             await self._drop_leg(ctx, leg, "desk_lost")
         return await super().on_lost(ctx, reason)
 

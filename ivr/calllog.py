@@ -11,9 +11,9 @@ from typing import Any
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session, selectinload
 
-from ivr import callers
-from ivr.callflow import CallData
+from ivr import callers, ids
 from ivr.clock import iso, now
+from ivr.entities import CallData
 from ivr.models import (
     Call,
     Callback,
@@ -295,6 +295,5 @@ def data_from_row(row: Call) -> CallData:
     data.language = row.language
     data.desk = data.answered_desk
     if data.desk_channel_id is not None:
-        n = data.desk_channel_id.rsplit("-desk", 1)[-1]
-        data.desk_legs = int(n) if n.isdigit() else 0
+        data.runtime.desk_legs = ids.desk_leg_number(data.desk_channel_id) or 0
     return data

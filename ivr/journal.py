@@ -11,7 +11,7 @@ the journal's compaction, a restart, an hour-long outage).
 File format (one JSON object per line)::
 
     {"journal": "<uuid>", "base": 1}                   header: id, seq of the first entry
-    {"seq": 1, "op": "open", "args": {...}}            entries, in order
+    {"seq": 1, "op": "open", "args": {...}}            entries, in order (ops: ivr.logops)
 
 A torn last line (a crash in the middle of a write) is dropped on open. When every entry is
 applied and the file has grown, it is replaced (atomically) by a new one holding only the
@@ -30,7 +30,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
@@ -132,7 +132,18 @@ class Journal:
         self._file.close()
 
 
-Applier = Callable[[Session, dict[str, Any]], None]
+Op = TypeVar("Op")
+
+
+class Codec(Protocol[Op]):
+    """How typed operations are written as entries (a name and JSON arguments: the file
+    format), read back, and applied to the database."""
+
+    def encode(self, op: Op) -> tuple[str, dict[str, Any]]: ...
+
+    def decode(self, name: str, args: Mapping[str, Any]) -> Op: ...
+
+    def apply(self, session: Session, op: Op) -> None: ...
 
 
 def checkpoint(session: Session, journal_id: str) -> int:
@@ -154,7 +165,7 @@ def _database_down(exc: Exception) -> bool:
         isinstance(exc, DBAPIError) and exc.connection_invalidated)
 
 
-class DurableLog:
+class DurableLog(Generic[Op]):
     """The one writer: journal first (fsync), then the database, in order, exactly once.
 
     ``submit`` never blocks on the database and never raises for it: while the database is
@@ -162,11 +173,11 @@ class DurableLog:
     entry the database rejects for another reason (a bug, bad data) is kept aside in
     ``rejected.jsonl`` next to the journal and logged, so one bad row cannot stop the log."""
 
-    def __init__(self, journal: Journal, store: Store, appliers: Mapping[str, Applier],
+    def __init__(self, journal: Journal, store: Store, codec: Codec[Op],
                  retry: float = 1.0) -> None:
         self.journal = journal
         self.store = store
-        self.appliers = dict(appliers)
+        self.codec = codec
         self.retry = retry
         self.database_up = True
         self._queue: queue.Queue[tuple[str, dict[str, Any]] | None] = queue.Queue()
@@ -178,12 +189,13 @@ class DurableLog:
     def start(self) -> None:
         self._thread.start()
 
-    def submit(self, op: str, args: dict[str, Any]) -> None:
-        if op not in self.appliers:
-            raise ValueError(f"unknown journal operation {op!r}")
+    def submit(self, op: Op) -> None:
+        # encoded here, in the caller's thread: what is journaled is the operation as it was
+        # submitted, whatever the caller changes next
+        item = self.codec.encode(op)
         with self._idle:
             self._busy += 1
-        self._queue.put((op, args))
+        self._queue.put(item)
 
     @property
     def pending(self) -> int:
@@ -272,7 +284,7 @@ class DurableLog:
                 done = checkpoint(s, self.journal.journal_id)
                 for entry in chunk:
                     if entry.seq > done:
-                        self.appliers[entry.op](s, entry.args)
+                        self._apply_entry(s, entry.op, entry.args)
                 _set_checkpoint(s, self.journal.journal_id, max(done, chunk[-1].seq))
             return
         except Exception as exc:
@@ -284,7 +296,7 @@ class DurableLog:
             try:
                 with self.store.session() as s:
                     if entry.seq > checkpoint(s, self.journal.journal_id):
-                        self.appliers[entry.op](s, entry.args)
+                        self._apply_entry(s, entry.op, entry.args)
                         _set_checkpoint(s, self.journal.journal_id, entry.seq)
             except Exception as exc:
                 if _database_down(exc):
@@ -292,6 +304,11 @@ class DurableLog:
                 self._reject(entry, exc)
                 with self.store.session() as s:
                     _set_checkpoint(s, self.journal.journal_id, entry.seq)
+
+    def _apply_entry(self, session: Session, name: str, args: dict[str, Any]) -> None:
+        # an entry that cannot be decoded (an unknown name, a missing argument) is refused
+        # like one the database refuses: set aside, the rest applied
+        self.codec.apply(session, self.codec.decode(name, args))
 
     def _reject(self, entry: Entry, exc: Exception) -> None:
         log.error("log entry %d (%s) refused by the database: %r; kept in rejected.jsonl",
@@ -305,6 +322,6 @@ class DurableLog:
         for op, args in items:
             try:
                 with self.store.session() as s:
-                    self.appliers[op](s, args)
+                    self._apply_entry(s, op, args)
             except Exception:
                 log.exception("log entry %s lost: journal and database both failed", op)

@@ -1,30 +1,45 @@
-"""The call-log writes, as journal operations: each is a name and JSON arguments, applied to
-the database by :class:`ivr.journal.DurableLog` (see there for the exactly-once rule).
+"""The call-log writes, as journal operations, applied to the database by
+:class:`ivr.journal.DurableLog` (see there for the exactly-once rule).
 
 Everything the line writes goes through here — a call opened, a timeline event with the
 call's state, a desk's availability, a call found lost, a call the dialplan fallback took —
 so none of it is lost while the database is down.
+
+Each operation is a frozen dataclass (:data:`Operation`); its journal form, a name and JSON
+arguments, is written and read back in one place, :data:`CODEC`. That form is the journal's
+file format: journals written by earlier versions must still replay, so a name or argument
+is never changed in meaning — only added, with a default for entries that lack it.
+
+    op        arguments
+    open      channel_id, caller_number, started_at, reference, path
+    save      data (the call's persisted fields), kind, detail, at
+    availability  desk, paused, signed_out, reason
+    close     channel_id, reason, at
+    fallback  channel_id, caller_number, started_at, answered_at, ended_at, desk,
+              end_reason, dial_status
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ivr import calllog
-from ivr.callflow import CallData
 from ivr.clock import now
-from ivr.journal import Applier
+from ivr.entities import PERSISTED_FIELDS, CallData, Legs
 from ivr.models import Call, CallPath, EndReason, RosterResult
 
 _DATES = ("started_at", "answered_at", "ended_at", "queued_at")
-_SETS = ("flags", "tried_desks")
-_FIELDS = {f.name for f in dataclasses.fields(CallData)}
+_SETS = ("flags",)
+# entries of earlier versions also hold the runtime legs (legs, tried_desks, desk_legs): they
+# are ignored on replay, as a new run of the app never inherits ringing legs from a record
+_FIELDS = frozenset(PERSISTED_FIELDS)
 
 
 def _date(raw: object) -> datetime | None:
@@ -32,7 +47,8 @@ def _date(raw: object) -> datetime | None:
 
 
 def call_to_json(data: CallData) -> dict[str, Any]:
-    raw = dataclasses.asdict(data)
+    """The persisted fields of a call, as JSON (never its runtime legs)."""
+    raw: dict[str, Any] = {name: getattr(data, name) for name in PERSISTED_FIELDS}
     for name in _DATES:
         value = getattr(data, name)
         raw[name] = value.isoformat() if value is not None else None
@@ -56,76 +72,182 @@ def call_from_json(raw: Mapping[str, Any]) -> CallData:
     return CallData(**kw)
 
 
-# --- building entries ----------------------------------------------------------------------
+# --- the operations ------------------------------------------------------------------------
 
 
-def open_entry(data: CallData, reference: str, path: CallPath = CallPath.ARI
-               ) -> tuple[str, dict[str, Any]]:
-    return "open", {"channel_id": data.channel_id, "caller_number": data.caller_number,
-                    "started_at": data.started_at.isoformat(), "reference": reference,
-                    "path": path.value}
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+@dataclass(frozen=True)
+class OpenCall:
+    """A call row opened (its reference taken, with a suffix if another call has it)."""
+
+    NAME: ClassVar[str] = "open"
+    channel_id: str
+    caller_number: str | None
+    started_at: datetime
+    reference: str
+    path: CallPath = CallPath.ARI
+
+    def to_args(self) -> dict[str, Any]:
+        return {"channel_id": self.channel_id, "caller_number": self.caller_number,
+                "started_at": self.started_at.isoformat(), "reference": self.reference,
+                "path": self.path.value}
+
+    @classmethod
+    def from_args(cls, a: Mapping[str, Any]) -> OpenCall:
+        return cls(a["channel_id"], a["caller_number"], _date(a["started_at"]) or now(),
+                   a["reference"], CallPath(a["path"]))
+
+    def apply(self, s: Session) -> None:
+        calllog.open_call(s, self.channel_id, self.caller_number, self.started_at, self.path,
+                          reference=self.reference)
+
+
+@dataclass(frozen=True)
+class SaveCall:
+    """A timeline event, and the call row brought up to date with the call's data."""
+
+    NAME: ClassVar[str] = "save"
+    data: CallData  # a snapshot: the call goes on changing after the event
+    kind: str
+    detail: Mapping[str, object]
+    at: datetime
+
+    def to_args(self) -> dict[str, Any]:
+        return {"data": call_to_json(self.data), "kind": self.kind, "detail": dict(self.detail),
+                "at": self.at.isoformat()}
+
+    @classmethod
+    def from_args(cls, a: Mapping[str, Any]) -> SaveCall:
+        return cls(call_from_json(a["data"]), a["kind"], a["detail"], _date(a["at"]) or now())
+
+    def apply(self, s: Session) -> None:
+        calllog.save(s, self.data, self.kind, dict(self.detail), self.at)
+
+
+@dataclass(frozen=True)
+class SetAvailability:
+    """A desk paused, made available, signed out or in."""
+
+    NAME: ClassVar[str] = "availability"
+    desk: str
+    paused: bool
+    signed_out: bool
+    reason: str
+
+    def to_args(self) -> dict[str, Any]:
+        return {"desk": self.desk, "paused": self.paused, "signed_out": self.signed_out,
+                "reason": self.reason}
+
+    @classmethod
+    def from_args(cls, a: Mapping[str, Any]) -> SetAvailability:
+        return cls(a["desk"], a["paused"], a["signed_out"], a["reason"])
+
+    def apply(self, s: Session) -> None:
+        calllog.set_availability(s, self.desk, paused=self.paused, signed_out=self.signed_out,
+                                 reason=self.reason)
+
+
+@dataclass(frozen=True)
+class CloseCall:
+    """A call whose channel is gone while nobody was watching (app or Asterisk down)."""
+
+    NAME: ClassVar[str] = "close"
+    channel_id: str
+    reason: EndReason
+    at: datetime
+
+    def to_args(self) -> dict[str, Any]:
+        return {"channel_id": self.channel_id, "reason": self.reason.value,
+                "at": self.at.isoformat()}
+
+    @classmethod
+    def from_args(cls, a: Mapping[str, Any]) -> CloseCall:
+        return cls(a["channel_id"], EndReason(a["reason"]), _date(a["at"]) or now())
+
+    def apply(self, s: Session) -> None:
+        row = s.scalars(select(Call).where(Call.channel_id == self.channel_id)).first()
+        if row is None or row.ended_at is not None:
+            return  # already closed (by its own hang-up, logged meanwhile): nothing to do
+        data = calllog.data_from_row(row)
+        data.ended_at, data.end_reason, data.state = self.at, self.reason, "ended"
+        calllog.save(s, data, "ended", {"reason": self.reason.value}, data.ended_at)
+
+
+@dataclass(frozen=True)
+class IngestFallback:
+    """A call the dialplan fallback handled while the app was away (logged exactly once)."""
+
+    NAME: ClassVar[str] = "fallback"
+    record: calllog.FallbackRecord
+
+    def to_args(self) -> dict[str, Any]:
+        r = self.record
+        return {"channel_id": r.channel_id, "caller_number": r.caller_number,
+                "started_at": r.started_at.isoformat(), "answered_at": _iso(r.answered_at),
+                "ended_at": r.ended_at.isoformat(), "desk": r.desk,
+                "end_reason": r.end_reason.value, "dial_status": r.dial_status}
+
+    @classmethod
+    def from_args(cls, a: Mapping[str, Any]) -> IngestFallback:
+        return cls(calllog.FallbackRecord(
+            channel_id=a["channel_id"], caller_number=a["caller_number"],
+            started_at=_date(a["started_at"]) or now(), answered_at=_date(a["answered_at"]),
+            ended_at=_date(a["ended_at"]) or now(), desk=a["desk"],
+            end_reason=EndReason(a["end_reason"]), dial_status=a["dial_status"]))
+
+    def apply(self, s: Session) -> None:
+        calllog.ingest_fallback(s, self.record)
+
+
+Operation = OpenCall | SaveCall | SetAvailability | CloseCall | IngestFallback
+_KINDS: dict[str, type[Operation]] = {
+    k.NAME: k for k in (OpenCall, SaveCall, SetAvailability, CloseCall, IngestFallback)}
+
+
+class _Codec:
+    """The one place operations meet their journal form (see :class:`ivr.journal.Codec`)."""
+
+    def encode(self, op: Operation) -> tuple[str, dict[str, Any]]:
+        return op.NAME, op.to_args()
+
+    def decode(self, name: str, args: Mapping[str, Any]) -> Operation:
+        kind = _KINDS.get(name)
+        if kind is None:
+            raise ValueError(f"unknown journal operation {name!r}")
+        return kind.from_args(args)
+
+    def apply(self, session: Session, op: Operation) -> None:
+        op.apply(session)
+
+
+CODEC = _Codec()
+
+
+# --- building them -------------------------------------------------------------------------
+
+
+def open_entry(data: CallData, reference: str, path: CallPath = CallPath.ARI) -> OpenCall:
+    return OpenCall(data.channel_id, data.caller_number, data.started_at, reference, path)
 
 
 def save_entry(data: CallData, kind: str, detail: Mapping[str, object], at: datetime
-               ) -> tuple[str, dict[str, Any]]:
-    return "save", {"data": call_to_json(data), "kind": kind, "detail": dict(detail),
-                    "at": at.isoformat()}
+               ) -> SaveCall:
+    # copies of what the call changes in place; runtime legs are never persisted
+    snapshot = dataclasses.replace(data, flags=set(data.flags), runtime=Legs())
+    return SaveCall(snapshot, kind, dict(detail), at)
 
 
 def availability_entry(desk: str, paused: bool, signed_out: bool, reason: str
-                       ) -> tuple[str, dict[str, Any]]:
-    return "availability", {"desk": desk, "paused": paused, "signed_out": signed_out,
-                            "reason": reason}
+                       ) -> SetAvailability:
+    return SetAvailability(desk, paused, signed_out, reason)
 
 
-def close_entry(channel_id: str, reason: EndReason) -> tuple[str, dict[str, Any]]:
-    return "close", {"channel_id": channel_id, "reason": reason.value,
-                     "at": now().isoformat()}
+def close_entry(channel_id: str, reason: EndReason) -> CloseCall:
+    return CloseCall(channel_id, reason, now())
 
 
-def fallback_entry(record: calllog.FallbackRecord) -> tuple[str, dict[str, Any]]:
-    raw = dataclasses.asdict(record)
-    raw["end_reason"] = record.end_reason.value
-    return "fallback", {k: v.isoformat() if isinstance(v, datetime) else v
-                        for k, v in raw.items()}
-
-
-# --- applying them -------------------------------------------------------------------------
-
-
-def _open(s: Session, a: dict[str, Any]) -> None:
-    calllog.open_call(s, a["channel_id"], a["caller_number"], _date(a["started_at"]) or now(),
-                      CallPath(a["path"]), reference=a["reference"])
-
-
-def _save(s: Session, a: dict[str, Any]) -> None:
-    calllog.save(s, call_from_json(a["data"]), a["kind"], a["detail"], _date(a["at"]))
-
-
-def _availability(s: Session, a: dict[str, Any]) -> None:
-    calllog.set_availability(s, a["desk"], paused=a["paused"], signed_out=a["signed_out"],
-                             reason=a["reason"])
-
-
-def _close(s: Session, a: dict[str, Any]) -> None:
-    """Close a call whose channel is gone while nobody was watching (app or Asterisk down)."""
-    row = s.scalars(select(Call).where(Call.channel_id == a["channel_id"])).first()
-    if row is None or row.ended_at is not None:
-        return  # already closed (by its own hang-up, logged meanwhile): nothing to do
-    data = calllog.data_from_row(row)
-    data.ended_at, data.end_reason, data.state = _date(a["at"]), EndReason(a["reason"]), "ended"
-    calllog.save(s, data, "ended", {"reason": a["reason"]}, data.ended_at)
-
-
-def _fallback(s: Session, a: dict[str, Any]) -> None:
-    calllog.ingest_fallback(s, calllog.FallbackRecord(
-        channel_id=a["channel_id"], caller_number=a["caller_number"],
-        started_at=_date(a["started_at"]) or now(), answered_at=_date(a["answered_at"]),
-        ended_at=_date(a["ended_at"]) or now(), desk=a["desk"],
-        end_reason=EndReason(a["end_reason"]), dial_status=a["dial_status"]))
-
-
-APPLIERS: dict[str, Applier] = {
-    "open": _open, "save": _save, "availability": _availability, "close": _close,
-    "fallback": _fallback,
-}
+def fallback_entry(record: calllog.FallbackRecord) -> IngestFallback:
+    return IngestFallback(record)

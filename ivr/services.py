@@ -16,8 +16,9 @@ from pathlib import Path
 from sqlalchemy import select
 
 from ivr import calllog, roster
-from ivr.callflow import CallData, FlowSettings
+from ivr.callflow import FlowSettings
 from ivr.config import Settings
+from ivr.entities import CallData
 from ivr.models import Call, CallPath
 from ivr.store import Store
 from ivr.telephony import LookupResult

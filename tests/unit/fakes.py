@@ -6,8 +6,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ivr.callflow import Call, CallContext, CallData, FlowSettings
+from ivr.callflow import Call, CallContext, FlowSettings
 from ivr.config import EntrySettings
+from ivr.entities import CallData
 from ivr.models import RosterResult
 from ivr.supervisors import DeskPool
 from ivr.telephony import DeskPresence, LookupResult

@@ -8,7 +8,7 @@ import pytest
 
 from ivr import calllog
 from ivr.callers import caller_number, shown
-from ivr.callflow import CallData
+from ivr.entities import CallData
 from ivr.models import EndReason, RosterResult
 from ivr.spool import parse_line
 from ivr.store import Store

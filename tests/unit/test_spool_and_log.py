@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from ivr import calllog
-from ivr.callflow import CallData
+from ivr.entities import CallData
 from ivr.models import EndReason, RosterResult
 from ivr.spool import SPOOL_FILE, drain, parse_line
 

@@ -16,7 +16,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import func, select
 
 from ivr import calllog
-from ivr.callflow import CallData
+from ivr.entities import CallData
 from ivr.models import Base, Call, CallEvent, EndReason, RosterResult, Supervisor
 from ivr.store import Store
 

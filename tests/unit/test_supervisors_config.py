@@ -11,7 +11,7 @@ import pytest
 
 from ari_app import lab
 from ari_app.client import AriEvent
-from ari_app.service import LoopTimers, caller_channel_of, driver_hangup
+from ari_app.service import LoopTimers, driver_hangup
 from ivr.config import Settings
 from ivr.exceptions import ConfigError
 from ivr.services import flow_settings
@@ -71,11 +71,6 @@ def test_given_no_password_then_one_is_generated_kept_and_private(tmp_path):
     again = Settings.from_env({"VERIFYLINE_HOME": str(tmp_path)}).with_secrets()
     assert len(s.ari_password) >= 24 and s.ari_password == again.ari_password
     assert (tmp_path / "ari-password").stat().st_mode & 0o077 == 0
-
-
-def test_desk_legs_map_to_their_caller():
-    assert caller_channel_of("1700000000.5-desk2") == "1700000000.5"
-    assert caller_channel_of("1700000000.5") == "1700000000.5"
 
 
 async def test_given_timer_restarted_after_firing_then_the_stale_fire_is_dropped():
