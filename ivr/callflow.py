@@ -6,13 +6,14 @@
       │   no key at all (first-digit timeout): "no number" ──────────────> Connecting
       │   attempts used up ──────────────────────────────────────────────> Connecting
       └── *0 (supervisor now) / *9 (emergency), from any state before the bridge ──┘
-    Connecting ──desk answers: whisper, '1' or a fixed time──> Bridged ──either hangs up──> Ended
+    Connecting ──desk answers──> Whispering ──'1' / a fixed time──> Bridged ──a hang-up──> Ended
+        │  ▲                           │  │
+        │  └── supervisor hangs up ────┘  └─caller hangs up─> Ended (caller_left_during_whisper)
         │  on hold (music), reference read out; ring timeout / desk fails: next free desk
         │  (a failed desk rests before it is offered again); nobody free: position
         │  announcements and retry; emergency: the control room first; after the maximum
-        │  wait: the control room and the desks, until someone answers
-        ├──caller hangs up (desk gets CANCEL)──> Ended (caller_abandoned)
-        └──caller hangs up during the whisper──> Ended (caller_left_during_whisper)
+        │  wait: the control room and the desks, until someone answers (Ringer)
+        └──caller hangs up (desk gets CANCEL)──> Ended (caller_abandoned)
 
 Keys: digits build the number; '*' and one more key form a command (SAFETY_KEYS anywhere
 before the bridge, a state's own STAR_MENU otherwise), so no single digit ever means
@@ -502,38 +503,181 @@ def whisper_seconds(flags: set[str]) -> float:
     return max(sum(seconds(m) for m in whisper_media(r, flags)) for r in WHISPER_RESULT)
 
 
-class Connecting(State):
-    """Queue for a supervisor: hold with music, hear the reference, ring desk phones.
+class Ringer:
+    """The ringing mechanics of one waiting call: its desk legs and the control room's.
 
-    The caller waits in a holding bridge of their own, where Asterisk plays music on hold
-    between our prompts (and goes on playing it if the app dies): first their reference, then
-    every few seconds their place in the queue. Desk phones ring longest-idle first, one at a
-    time, or all free ones at once (``ring_all``). An emergency (*9) rings the control room
-    first; after the maximum wait, or when nobody is signed in, the control room rings
-    alongside the desks, and both are tried again until someone answers. The first phone to
-    answer hears the whisper (roster result, number, reference); '1' or a few seconds connects
-    the caller, and the other phones stop ringing."""
+    Desk phones ring longest-idle first, one at a time, or all free ones at once
+    (``ring_all``); a desk that cannot be rung makes way for the next at once. The control room
+    rings when ``overflow_due`` (an emergency, the maximum wait, or nobody signed in): alone
+    first for an emergency; when it does not answer it rests, then rings again beside the
+    desks. The legs themselves live in ``CallData.runtime`` (never journaled)."""
 
-    name = "connecting"
-    safety_keys = True
-
-    def __init__(self, emergency: bool = False, resumed: bool = False,
-                 intro: str | None = None) -> None:
-        self.emergency = emergency
-        self.intro = intro  # the prompt id the caller hears in place of "connecting"
-        self.resumed = resumed  # adopted after an app restart: the caller has heard it all
+    def __init__(self, emergency: bool) -> None:
         self.overflow_due = emergency  # the control room rings too
         self.overflow_first = emergency  # ...and alone, until its first attempt ends
         self.overflow_leg: str | None = None
         self.overflow_resting = False  # between two attempts on the control room
-        self.playback_id: str | None = None  # what the caller hears now (one at a time)
-        self.reference_id: str | None = None  # the reference read-out, until it ends
-        self.answered_leg: str | None = None  # a leg that answered: hearing the whisper
-        self.whisper_id: str | None = None
-        self.whisper_done = False
-        self.waiting_since: datetime | None = None
+
+    def desk_legs(self, ctx: CallContext) -> list[str]:
+        return [leg for leg in ctx.data.runtime.legs if leg != self.overflow_leg]
+
+    async def ring_what_can(self, ctx: CallContext) -> bool:
+        """Ring whatever should ring now and is not ringing yet; True if a desk rings."""
+        d = ctx.data
+        target = ctx.settings.emergency_endpoint
+        if self.overflow_due and target and self.overflow_leg is None \
+                and not self.overflow_resting:
+            await self.ring(ctx, target, overflow=True)
+        if self.overflow_first and self.overflow_leg is not None:
+            return True  # an emergency: the control room alone first
+        ring_all = ctx.settings.ring_all
+        if ring_all or not self.desk_legs(ctx):
+            # a desk that cannot even be rung makes way for the next one at once
+            while desks := await ctx.services.pick_desks(d.channel_id,
+                                                         frozenset(d.runtime.tried_desks),
+                                                         every=ring_all):
+                for desk in desks:
+                    await self.ring(ctx, desk)
+                if self.desk_legs(ctx):
+                    break
+        return bool(self.desk_legs(ctx))
+
+    async def ring(self, ctx: CallContext, desk: str, overflow: bool = False) -> bool:
+        d = ctx.data
+        d.runtime.desk_legs += 1
+        leg = ids.desk_leg(d.channel_id, d.runtime.desk_legs)
+        d.runtime.legs[leg] = desk
+        if overflow:
+            self.overflow_leg = leg
+        else:
+            d.runtime.tried_desks.add(desk)
+        ringing = await ctx.tel.originate(desk, leg, display(ctx), d.caller_number or "",
+                                          ctx.settings.ring_timeout + 5)
+        if not ringing:
+            if not overflow:
+                ctx.services.desk_failed(desk, counts=True)  # rests before it is offered again
+            self.drop(ctx, leg, "desk_failed")
+            await ctx.tel.hangup(leg)  # in case Asterisk made the channel before it failed
+            return False
+        ctx.timers.start(f"ring:{leg}", ctx.settings.ring_timeout)
+        ctx.record("desk_ringing", desk=desk, channel=leg, emergency=overflow,
+                   strategy="ring_all" if ctx.settings.ring_all else "longest_idle",
+                   waited_s=round((now() - (d.queued_at or now())).total_seconds(), 3))
+        return True
+
+    def drop(self, ctx: CallContext, leg: str, why: str) -> str | None:
+        """Forget a leg and give its desk back; return the desk (None: not one of ours)."""
+        desk = ctx.data.runtime.legs.pop(leg, None)
+        if desk is None:
+            return None
+        ctx.timers.cancel(f"ring:{leg}")
+        ctx.record(why, desk=desk, channel=leg)
+        ctx.services.release_desk(desk, talked=False)
+        if leg == self.overflow_leg:
+            # the control room did not take it: now the desks too, and the control room again
+            # after a short rest
+            self.overflow_leg, self.overflow_first, self.overflow_resting = None, False, True
+            ctx.timers.start("overflow_retry", RETRY_SECONDS)
+        return desk
+
+    async def cancel(self, ctx: CallContext, why: str, keep: str | None = None) -> None:
+        for leg in [leg for leg in ctx.data.runtime.legs if leg != keep]:
+            self.drop(ctx, leg, why)
+            await ctx.tel.hangup(leg)  # a ringing phone gets a CANCEL
+
+    def take(self, ctx: CallContext, leg: str) -> None:
+        """The leg answered: it no longer rings (it stays a leg until it is bridged, so a
+        hang-up on the whisper gives it back as any other leg, the control room's too)."""
+        ctx.timers.cancel(f"ring:{leg}")
+
+
+def display(ctx: CallContext) -> str:
+    """The desk phone's caller-ID name: the result, the number keyed, the reference, flags."""
+    d = ctx.data
+    result = (d.roster_result or RosterResult.NONE_ENTERED).value.replace("_", " ").upper()
+    flags = "".join(f" {f.upper()}" for f in sorted(d.flags) if f != FLAG_ASKED_FOR_SUPERVISOR)
+    return f"{result} {d.digits or '-'} ref {d.reference}{flags}"
+
+
+@dataclass
+class Seat:
+    """A waiting caller's place, kept while they move between Connecting and Whispering: what
+    they hear now, whether their reference is still being read, and what rings for them."""
+
+    emergency: bool
+    ringer: Ringer
+    playback_id: str | None = None  # what the caller hears now (one prompt at a time)
+    reference_id: str | None = None  # the reference read-out, until it ends
+    waiting_since: datetime | None = None
+
+    @property
+    def announcing(self) -> bool:
+        """The caller is still hearing their reference."""
+        return self.reference_id is not None
+
+
+class Waiting(State):
+    """What both waiting states share: the caller on hold in their own holding bridge, with
+    music between our prompts (Asterisk goes on playing it if the app dies)."""
+
+    safety_keys = True
+
+    def __init__(self, seat: Seat) -> None:
+        self.seat = seat
+
+    async def leave(self, ctx: CallContext) -> None:
+        """Stop prompts and ringing (the caller stays on hold for whatever comes next)."""
+        if self.seat.playback_id is not None:
+            await ctx.tel.stop_playback(self.seat.playback_id)
+        await self.seat.ringer.cancel(ctx, "desk_cancelled")
+        ctx.timers.cancel_all()
+
+    async def on_star(self, ctx: CallContext, key: str) -> State:
+        if key == "0" or (key == "9" and self.seat.emergency):
+            ctx.record("safety_key", key=f"*{key}", action="already_connecting", state=self.name)
+            return self
+        return await super().on_star(ctx, key)
+
+    def caller_heard(self, playback_id: str) -> bool:
+        """Note the end of one of the caller's prompts; True if it was the one playing."""
+        if playback_id == self.seat.reference_id:
+            self.seat.reference_id = None
+        if playback_id != self.seat.playback_id:
+            return False
+        self.seat.playback_id = None  # the music on hold comes back by itself
+        return True
+
+    async def on_lost(self, ctx: CallContext, reason: EndReason) -> State:
+        for leg in list(ctx.data.runtime.legs):
+            self.seat.ringer.drop(ctx, leg, "desk_lost")
+        return await super().on_lost(ctx, reason)
+
+
+class Connecting(Waiting):
+    """Queue for a supervisor: hold with music, hear the reference, ring desk phones.
+
+    First the caller hears their reference, then every few seconds their place in the queue
+    while no phone rings for them. The first phone to answer takes the call to Whispering; the
+    other phones stop ringing. Nobody free: position announcements and a retry every few
+    seconds (a freed desk also wakes the caller at once)."""
+
+    name = "connecting"
+
+    def __init__(self, emergency: bool = False, resumed: bool = False,
+                 intro: str | None = None, seat: Seat | None = None) -> None:
+        super().__init__(seat or Seat(emergency, Ringer(emergency)))
+        self.intro = intro  # the prompt id the caller hears in place of "connecting"
+        self.resumed = resumed  # adopted after an app restart: the caller has heard it all
+        self.back = seat is not None  # back from a whisper the supervisor hung up on
+
+    @property
+    def emergency(self) -> bool:
+        return self.seat.emergency
 
     async def enter(self, ctx: CallContext) -> State:
+        if self.back:
+            # the caller keeps their place: at the front, as they waited longest
+            return await self._ring_more(ctx)
         d = ctx.data
         if d.queued_at is None:
             d.queued_at = now()
@@ -551,151 +695,47 @@ class Connecting(State):
         first = ["emergency"] if self.emergency else [self.intro or "connecting"]
         notice = ["recorded"] if ctx.settings.recording else []
         media = [*ctx.say(*first, *notice, "reference"), *say_digits(d.language, d.reference)]
-        self.playback_id = self.reference_id = await ctx.play("connecting", media)
+        self.seat.playback_id = self.seat.reference_id = await ctx.play("connecting", media)
         return await self._ring_more(ctx)
 
-    @property
-    def announcing(self) -> bool:
-        """The caller is still hearing their reference: a supervisor waits for it to end."""
-        return self.reference_id is not None
-
-    async def leave(self, ctx: CallContext) -> None:
-        """Stop prompts and ringing (the caller stays on hold for whatever comes next)."""
-        if self.playback_id is not None:
-            await ctx.tel.stop_playback(self.playback_id)
-        await self._cancel_legs(ctx, "desk_cancelled")
-        ctx.timers.cancel_all()
-
-    async def on_star(self, ctx: CallContext, key: str) -> State:
-        if key == "0" or (key == "9" and self.emergency):
-            ctx.record("safety_key", key=f"*{key}", action="already_connecting", state=self.name)
-            return self
-        return await super().on_star(ctx, key)
-
     async def on_playback_done(self, ctx: CallContext, playback_id: str) -> State:
-        if playback_id == self.whisper_id:
-            self.whisper_id = None  # the timer set when the desk answered connects them
-            return self
-        if playback_id == self.reference_id:
-            self.reference_id = None
-        if playback_id != self.playback_id:
-            return self
-        self.playback_id = None  # the music on hold comes back by itself
-        if self.answered_leg is not None and self.whisper_done:
-            return await self._bridge(ctx, self.answered_leg)
+        self.caller_heard(playback_id)
         return self
 
-    def _display(self, ctx: CallContext) -> str:
-        d = ctx.data
-        result = (d.roster_result or RosterResult.NONE_ENTERED).value.replace("_", " ").upper()
-        flags = "".join(f" {f.upper()}" for f in sorted(d.flags) if f != FLAG_ASKED_FOR_SUPERVISOR)
-        return f"{result} {d.digits or '-'} ref {d.reference}{flags}"
-
-    def _desk_legs(self, ctx: CallContext) -> list[str]:
-        return [leg for leg in ctx.data.runtime.legs if leg != self.overflow_leg]
-
     async def _ring_more(self, ctx: CallContext) -> State:
-        """Ring whatever should ring now and is not ringing yet; when nothing can, hold on
-        and try again shortly (a freed desk also wakes the caller at once)."""
-        d = ctx.data
-        if self.answered_leg is not None:
-            return self  # a supervisor is hearing the whisper
-        target = ctx.settings.emergency_endpoint
-        if self.overflow_due and target and self.overflow_leg is None \
-                and not self.overflow_resting:
-            await self._ring(ctx, target, overflow=True)
-        if self.overflow_first and self.overflow_leg is not None:
-            return self  # an emergency: the control room alone first
-        ring_all = ctx.settings.ring_all
-        if ring_all or not self._desk_legs(ctx):
-            # a desk that cannot even be rung makes way for the next one at once
-            while desks := await ctx.services.pick_desks(d.channel_id,
-                                                         frozenset(d.runtime.tried_desks),
-                                                         every=ring_all):
-                for desk in desks:
-                    await self._ring(ctx, desk)
-                if self._desk_legs(ctx):
-                    break
-        if self._desk_legs(ctx):
-            self.waiting_since = None
+        """Ring whatever can ring now; when nothing can, hold on and try again shortly."""
+        seat, ringer = self.seat, self.seat.ringer
+        if await ringer.ring_what_can(ctx):
+            seat.waiting_since = None
             ctx.timers.cancel("hold")
             ctx.timers.cancel("retry")
             return self
-        if not self.overflow_due and target and not await ctx.services.anyone_signed_in():
-            self.overflow_due = True
+        target = ctx.settings.emergency_endpoint
+        if not ringer.overflow_due and target and not await ctx.services.anyone_signed_in():
+            ringer.overflow_due = True
             ctx.record("overflow", reason="no_supervisor_signed_in")
             return await self._ring_more(ctx)
-        if d.runtime.tried_desks:
-            d.runtime.tried_desks.clear()  # every free desk had its turn: a new round after a pause
-        elif self.waiting_since is None:
-            self.waiting_since = now()
+        tried = ctx.data.runtime.tried_desks
+        if tried:
+            tried.clear()  # every free desk had its turn: a new round after a pause
+        elif seat.waiting_since is None:
+            seat.waiting_since = now()
             ctx.record("no_supervisor_free", position=ctx.services.queue_position())
             ctx.timers.start("hold", ctx.settings.hold_interval)
         ctx.timers.start("retry", RETRY_SECONDS)
         return self
 
-    async def _ring(self, ctx: CallContext, desk: str, overflow: bool = False) -> bool:
-        d = ctx.data
-        d.runtime.desk_legs += 1
-        leg = ids.desk_leg(d.channel_id, d.runtime.desk_legs)
-        d.runtime.legs[leg] = desk
-        if overflow:
-            self.overflow_leg = leg
-        else:
-            d.runtime.tried_desks.add(desk)
-        ringing = await ctx.tel.originate(desk, leg, self._display(ctx), d.caller_number or "",
-                                          ctx.settings.ring_timeout + 5)
-        if not ringing:
-            if not overflow:
-                ctx.services.desk_failed(desk, counts=True)  # rests before it is offered again
-            await self._drop_leg(ctx, leg, "desk_failed")
-            await ctx.tel.hangup(leg)  # in case Asterisk made the channel before it failed
-            return False
-        ctx.timers.start(f"ring:{leg}", ctx.settings.ring_timeout)
-        ctx.record("desk_ringing", desk=desk, channel=leg, emergency=overflow,
-                   strategy="ring_all" if ctx.settings.ring_all else "longest_idle",
-                   waited_s=round((now() - (d.queued_at or now())).total_seconds(), 3))
-        return True
-
-    async def _drop_leg(self, ctx: CallContext, leg: str, why: str) -> None:
-        """Forget a leg (ringing, or hearing the whisper) and give its desk back."""
-        d = ctx.data
-        desk = d.runtime.legs.pop(leg, None)
-        if desk is None:
-            return
-        ctx.timers.cancel(f"ring:{leg}")
-        ctx.record(why, desk=desk, channel=leg)
-        ctx.services.release_desk(desk, talked=False)
-        if leg == self.answered_leg:
-            ctx.timers.cancel("whisper")
-            if self.whisper_id is not None:
-                await ctx.tel.stop_playback(self.whisper_id)
-            self.answered_leg, self.whisper_id, self.whisper_done = None, None, False
-            # the desk gave the call back: it is not the supervisor who took it
-            d.desk, d.desk_channel_id, d.answered_desk, d.answered_at = None, None, None, None
-        if leg == self.overflow_leg:
-            # the control room did not take it: now the desks too, and the control room again
-            # after a short rest
-            self.overflow_leg, self.overflow_first, self.overflow_resting = None, False, True
-            ctx.timers.start("overflow_retry", RETRY_SECONDS)
-
-    async def _cancel_legs(self, ctx: CallContext, why: str, keep: str | None = None) -> None:
-        for leg in [leg for leg in ctx.data.runtime.legs if leg != keep]:
-            await self._drop_leg(ctx, leg, why)
-            await ctx.tel.hangup(leg)  # a ringing phone gets a CANCEL
-
     async def on_wake(self, ctx: CallContext) -> State:
         return await self._ring_more(ctx)
 
     async def on_timer(self, ctx: CallContext, name: str) -> State:
-        d = ctx.data
+        d, seat, ringer = ctx.data, self.seat, self.seat.ringer
         if name.startswith("ring:"):
             leg = name.removeprefix("ring:")
-            desk = d.runtime.legs.get(leg)
-            if desk is None or leg == self.answered_leg:
+            was_overflow = leg == ringer.overflow_leg
+            desk = ringer.drop(ctx, leg, "desk_no_answer")
+            if desk is None:
                 return self
-            was_overflow = leg == self.overflow_leg
-            await self._drop_leg(ctx, leg, "desk_no_answer")
             if not was_overflow:
                 ctx.services.desk_not_answered(desk)
             await ctx.tel.hangup(leg)
@@ -703,133 +743,184 @@ class Connecting(State):
         if name == "retry":
             return await self._ring_more(ctx)
         if name == "overflow_retry":
-            self.overflow_resting = False
+            ringer.overflow_resting = False
             return await self._ring_more(ctx)
-        if name == "hold" and (d.runtime.legs or self.playback_id is not None):
+        if name == "hold" and (d.runtime.legs or seat.playback_id is not None):
             # a phone is ringing, or the caller is hearing something already: no pile-up
             ctx.timers.start("hold", ctx.settings.hold_interval)
             return self
         if name == "hold":
             position = ctx.services.queue_position()
-            ids = ["all_busy", "you_are_next"] if position <= 1 else ["all_busy", "position"]
-            media = ctx.say(*ids) + (say_digits(d.language, str(position)) if position > 1
-                                     else [])
-            self.playback_id = await ctx.play("hold", media)
+            said = ["all_busy", "you_are_next"] if position <= 1 else ["all_busy", "position"]
+            media = ctx.say(*said) + (say_digits(d.language, str(position)) if position > 1
+                                      else [])
+            seat.playback_id = await ctx.play("hold", media)
             ctx.timers.start("hold", ctx.settings.hold_interval)
             return self
-        if name == "max_wait" and not self.overflow_due and ctx.settings.emergency_endpoint:
-            self.overflow_due = True
+        if name == "max_wait" and not ringer.overflow_due and ctx.settings.emergency_endpoint:
+            ringer.overflow_due = True
             ctx.record("overflow", reason="max_wait")
             return await self._ring_more(ctx)
-        if name == "whisper" and self.answered_leg is not None:
-            return await self._whisper_done(ctx, "timeout")
         return self
 
     async def on_desk_gone(self, ctx: CallContext, channel_id: str, cause: str) -> State:
+        ringer = self.seat.ringer
         desk = ctx.data.runtime.legs.get(channel_id)
         if desk is None:
             return self  # a leg we had already let go (cancelled, timed out)
-        during_whisper = channel_id == self.answered_leg
-        if channel_id != self.overflow_leg:
-            # busy (486), declined, unreachable, or its supervisor hung up on the whisper: the
-            # desk rests before it is offered again (to anyone), so it is never rung in a loop;
-            # a refusal also counts towards the auto-pause
-            ctx.services.desk_failed(desk, counts=not during_whisper)
-        await self._drop_leg(ctx, channel_id, "desk_hung_up_during_whisper" if during_whisper
-                             else "desk_failed")
-        # the caller keeps their place: at the front, as they waited longest
+        if channel_id != ringer.overflow_leg:
+            # busy (486), declined, unreachable: the desk rests before it is offered again
+            # (to anyone), so it is never rung in a loop; it counts towards the auto-pause
+            ctx.services.desk_failed(desk, counts=True)
+        ringer.drop(ctx, channel_id, "desk_failed")
         return await self._ring_more(ctx)
 
     async def on_desk_answered(self, ctx: CallContext, channel_id: str) -> State:
-        d = ctx.data
-        if channel_id not in d.runtime.legs or self.answered_leg is not None:
-            await self._drop_leg(ctx, channel_id, "desk_cancelled")
-            return await super().on_desk_answered(ctx, channel_id)
-        ctx.timers.cancel(f"ring:{channel_id}")
-        self.answered_leg, d.desk_channel_id = channel_id, channel_id
-        d.desk = d.runtime.legs[channel_id]
+        if channel_id not in ctx.data.runtime.legs:
+            return await super().on_desk_answered(ctx, channel_id)  # a stray: hung up
+        return await go(ctx, Whispering(self.seat, channel_id))
+
+    async def on_caller_gone(self, ctx: CallContext, cause: str) -> State:
+        await self.seat.ringer.cancel(ctx, "desk_cancelled")
+        return await super().on_caller_gone(ctx, cause)
+
+
+class Whispering(Waiting):
+    """A desk answered: its supervisor alone hears what they are about to verify (the roster
+    result, an emergency, "press 1"), while the caller stays on hold. '1' connects the caller
+    at once, else a fixed time after the answer (see :func:`whisper_seconds`); a supervisor
+    who hangs up gives the call back (Connecting, the caller keeps the front); a caller who
+    hangs up ends it ``caller_left_during_whisper``, keeping who answered and when."""
+
+    name = "whispering"
+
+    def __init__(self, seat: Seat, leg: str) -> None:
+        super().__init__(seat)
+        self.leg = leg
+        self.whisper_id: str | None = None
+
+    async def enter(self, ctx: CallContext) -> State:
+        d, ringer = ctx.data, self.seat.ringer
+        ringer.take(ctx, self.leg)
+        d.desk_channel_id, d.desk = self.leg, d.runtime.legs[self.leg]
         # the audit keeps who picked up and when, also if the caller leaves during the whisper
         d.answered_desk, d.answered_at = d.desk, now()
         ctx.services.desk_answered(d.desk)
-        await self._cancel_legs(ctx, "desk_cancelled", keep=channel_id)  # answered elsewhere
+        await ringer.cancel(ctx, "desk_cancelled", keep=self.leg)  # answered elsewhere
         ctx.timers.cancel("retry")
-        # the supervisor alone first hears what they are about to verify; '1' connects at
-        # once, else the caller is connected a fixed time after the answer (see whisper_seconds)
+        ctx.timers.cancel("hold")
         media = whisper_media(d.roster_result or RosterResult.NONE_ENTERED, d.flags)
         self.whisper_id = ctx.next_id("whisper")
-        await ctx.tel.play(channel_id, self.whisper_id, media)
+        await ctx.tel.play(self.leg, self.whisper_id, media)
         ctx.timers.start("whisper", whisper_seconds(d.flags) + ctx.settings.whisper_timeout)
         ctx.record("whisper", desk=d.desk, prompt="+".join(media),
                    answered_at=iso(d.answered_at))
         return self
 
-    async def on_desk_dtmf(self, ctx: CallContext, channel_id: str, digit: str) -> State:
-        if channel_id == self.answered_leg and digit == "1" and not self.whisper_done:
-            return await self._whisper_done(ctx, "key")
+    async def on_playback_done(self, ctx: CallContext, playback_id: str) -> State:
+        if playback_id == self.whisper_id:
+            self.whisper_id = None  # the timer set when the desk answered connects them
+        else:
+            self.caller_heard(playback_id)
         return self
 
-    async def _whisper_done(self, ctx: CallContext, by: str) -> State:
+    async def leave(self, ctx: CallContext) -> None:
+        """A safety key (*9) takes the caller elsewhere: this supervisor is let go too."""
+        if self.whisper_id is not None:
+            await ctx.tel.stop_playback(self.whisper_id)
+            self.whisper_id = None
+        d = ctx.data
+        d.desk, d.desk_channel_id, d.answered_desk, d.answered_at = None, None, None, None
+        await super().leave(ctx)
+
+    async def on_timer(self, ctx: CallContext, name: str) -> State:
+        ringer = self.seat.ringer
+        if name == "whisper":
+            return await self._connect(ctx, "timeout")
+        if name == "max_wait" and not ringer.overflow_due and ctx.settings.emergency_endpoint:
+            # noted: should this supervisor give the call back, the control room rings too
+            ringer.overflow_due = True
+            ctx.record("overflow", reason="max_wait")
+        elif name == "overflow_retry":
+            ringer.overflow_resting = False
+        return self
+
+    async def on_desk_dtmf(self, ctx: CallContext, channel_id: str, digit: str) -> State:
+        if channel_id == self.leg and digit == "1":
+            return await self._connect(ctx, "key")
+        return self
+
+    async def _connect(self, ctx: CallContext, by: str) -> State:
         ctx.timers.cancel("whisper")
         if self.whisper_id is not None:
             await ctx.tel.stop_playback(self.whisper_id)
             self.whisper_id = None
-        self.whisper_done = True
         ctx.record("whisper_done", by=by)
-        if self.answered_leg is None:
-            return self
-        if self.announcing:
-            # the caller is still hearing their reference: rather than keep the supervisor
-            # waiting in silence, connect them now and read the reference to both of them
-            return await self._bridge(ctx, self.answered_leg, reference_again=True)
-        return await self._bridge(ctx, self.answered_leg)
+        # a caller still hearing their reference is connected now, and it is read again to
+        # both of them: the supervisor is never kept waiting in silence
+        return await bridge(ctx, self.seat, self.leg, reference_again=self.seat.announcing)
 
-    async def _bridge(self, ctx: CallContext, desk_leg: str, reference_again: bool = False
-                      ) -> State:
+    async def on_desk_answered(self, ctx: CallContext, channel_id: str) -> State:
+        if channel_id == self.leg:
+            return self  # a replayed StasisStart after a reconnect
+        ctx.data.runtime.legs.pop(channel_id, None)
+        return await super().on_desk_answered(ctx, channel_id)  # a stray: hung up
+
+    async def on_desk_gone(self, ctx: CallContext, channel_id: str, cause: str) -> State:
         d = ctx.data
-        ctx.timers.cancel_all()
-        if self.playback_id is not None:
-            await ctx.tel.stop_playback(self.playback_id)
-        d.runtime.legs.pop(desk_leg, None)
-        d.bridge_id = ids.mixing_bridge(d.channel_id)
-        await ctx.tel.create_bridge(d.bridge_id, [d.channel_id, desk_leg])  # off hold
-        if d.hold_bridge_id is not None:
-            await ctx.tel.destroy_bridge(d.hold_bridge_id)
-            d.hold_bridge_id = None
-        if ctx.settings.recording:
-            name = f"verifyline-{d.reference}-{d.channel_id}"
-            if await ctx.tel.record_bridge(d.bridge_id, name):
-                d.recording = name
-            ctx.record("recording", name=name, started=d.recording is not None)
-        if reference_again:
-            media = [*ctx.say("reference"), *say_digits(d.language, d.reference)]
-            await ctx.tel.play_to_bridge(d.bridge_id, ctx.next_id("reference"), media)
-            ctx.record("prompt", prompt="+".join(media), to="bridge")
-        bridged_at = now()
-        d.answered_desk = d.desk
-        d.answered_at = d.answered_at or bridged_at
-        ctx.services.leave_queue()
-        ctx.record("bridged", desk=d.desk, bridge=d.bridge_id, answered_at=iso(d.answered_at),
-                   waited_s=round((bridged_at - (d.queued_at or bridged_at)).total_seconds(), 3),
-                   after_answer_s=round((bridged_at - d.answered_at).total_seconds(), 3))
-        return await go(ctx, Bridged())
+        if channel_id != self.leg:
+            return self
+        ctx.timers.cancel("whisper")
+        if self.whisper_id is not None:
+            await ctx.tel.stop_playback(self.whisper_id)
+        desk = d.runtime.legs.get(channel_id)
+        if desk is not None and channel_id != self.seat.ringer.overflow_leg:
+            ctx.services.desk_failed(desk, counts=False)  # rests; a human choice, not counted
+        self.seat.ringer.drop(ctx, channel_id, "desk_hung_up_during_whisper")
+        # the desk gave the call back: it is not the supervisor who took it
+        d.desk, d.desk_channel_id, d.answered_desk, d.answered_at = None, None, None, None
+        return await go(ctx, Connecting(seat=self.seat))
 
     async def on_caller_gone(self, ctx: CallContext, cause: str) -> State:
-        whispered = self.answered_leg
-        await self._cancel_legs(ctx, "desk_cancelled", keep=whispered)
-        if whispered is None:
-            return await super().on_caller_gone(ctx, cause)
-        # a supervisor had picked up: the log keeps that desk and when it answered
+        d = ctx.data
         ctx.timers.cancel("whisper")
-        ctx.data.runtime.legs.pop(whispered, None)
-        ctx.record("caller_left_during_whisper", desk=ctx.data.desk, channel=whispered)
-        await ctx.tel.hangup(whispered)
-        return await go(ctx, Ended(EndReason.CALLER_CONNECTION_LOST if ctx.data.connection_lost
+        d.runtime.legs.pop(self.leg, None)
+        ctx.record("caller_left_during_whisper", desk=d.desk, channel=self.leg)
+        await ctx.tel.hangup(self.leg)
+        return await go(ctx, Ended(EndReason.CALLER_CONNECTION_LOST if d.connection_lost
                                    else EndReason.CALLER_LEFT_DURING_WHISPER))
 
-    async def on_lost(self, ctx: CallContext, reason: EndReason) -> State:
-        for leg in list(ctx.data.runtime.legs):
-            await self._drop_leg(ctx, leg, "desk_lost")
-        return await super().on_lost(ctx, reason)
+
+async def bridge(ctx: CallContext, seat: Seat, desk_leg: str, reference_again: bool = False
+                 ) -> State:
+    """Take the caller off hold into a mixing bridge with the desk leg (recorded if on)."""
+    d = ctx.data
+    ctx.timers.cancel_all()
+    if seat.playback_id is not None:
+        await ctx.tel.stop_playback(seat.playback_id)
+    d.runtime.legs.pop(desk_leg, None)
+    d.bridge_id = ids.mixing_bridge(d.channel_id)
+    await ctx.tel.create_bridge(d.bridge_id, [d.channel_id, desk_leg])  # off hold
+    if d.hold_bridge_id is not None:
+        await ctx.tel.destroy_bridge(d.hold_bridge_id)
+        d.hold_bridge_id = None
+    if ctx.settings.recording:
+        name = f"verifyline-{d.reference}-{d.channel_id}"
+        if await ctx.tel.record_bridge(d.bridge_id, name):
+            d.recording = name
+        ctx.record("recording", name=name, started=d.recording is not None)
+    if reference_again:
+        media = [*ctx.say("reference"), *say_digits(d.language, d.reference)]
+        await ctx.tel.play_to_bridge(d.bridge_id, ctx.next_id("reference"), media)
+        ctx.record("prompt", prompt="+".join(media), to="bridge")
+    bridged_at = now()
+    d.answered_desk = d.desk
+    d.answered_at = d.answered_at or bridged_at
+    ctx.services.leave_queue()
+    ctx.record("bridged", desk=d.desk, bridge=d.bridge_id, answered_at=iso(d.answered_at),
+               waited_s=round((bridged_at - (d.queued_at or bridged_at)).total_seconds(), 3),
+               after_answer_s=round((bridged_at - d.answered_at).total_seconds(), 3))
+    return await go(ctx, Bridged())
 
 
 class Bridged(State):

@@ -21,6 +21,7 @@ from ivr.callflow import (
     ReadBack,
     TimerFired,
     Wake,
+    Whispering,
     whisper_media,
     whisper_seconds,
 )
@@ -836,3 +837,20 @@ async def test_given_a_waiting_call_adopted_after_a_restart_then_no_reference_ag
     assert not tel.ops("play")  # music on hold went on all along; a desk rings at once
     assert tel.ops("originate")[0][1] == "desk1"
     assert "resumed" in services.kinds()
+
+
+async def test_given_whisper_when_caller_presses_star_9_then_that_supervisor_is_let_go() -> None:
+    call, tel, _, services = make_call(emergency="overflow")
+    await call.start()
+    await connect(call, tel, "123456")
+    await call.dispatch(DeskAnswered("c1-desk1"))
+    assert isinstance(call.state, Whispering)
+
+    await key(call, "*9")
+
+    d = call.ctx.data
+    assert ("hangup", "c1-desk1") in tel.requests
+    assert ("desk1", False) in services.released  # the desk is free for the next caller
+    assert (d.answered_desk, d.answered_at, d.desk) == (None, None, None)
+    assert isinstance(call.state, Connecting) and call.state.emergency
+    assert tel.ops("originate")[-1][1] == "overflow"  # the control room rings first
