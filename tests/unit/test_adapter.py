@@ -18,10 +18,11 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from ari_app import service
+from ari_app import runtime
 from ari_app.adapter import FALLBACK_CONTEXT
 from ari_app.client import AriClient, AriEvent
-from ari_app.service import CallRuntime, LineService
+from ari_app.runtime import CallRuntime
+from ari_app.service import LineService
 from ivr.callflow import Greeting, State
 from ivr.config import Settings
 from ivr.models import Call as CallRow
@@ -121,7 +122,7 @@ async def h(tmp_path: Path, db_url: str, store: Store,
             monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Harness]:
     """A prepared LineService on a scripted Asterisk; its websocket is never opened."""
     # an ended call lingers to absorb late events; here nothing comes late
-    monkeypatch.setattr(service, "LINGER_SECONDS", 0.0)
+    monkeypatch.setattr(runtime, "LINGER_SECONDS", 0.0)
     asterisk = ScriptedAsterisk()
     settings = Settings(home=tmp_path / "home", db_url=db_url, desks=("desk1",),
                         ari_password="unit")
@@ -204,7 +205,7 @@ async def test_given_a_caller_in_the_greeting_when_their_channel_is_destroyed_th
 
 
 @pytest.mark.parametrize(("hangup_request", "destroyed_cause", "reason"), [
-    # Asterisk's RTP timeout (see driver_hangup in ari_app/service.py)
+    # Asterisk's RTP timeout (see driver_hangup in ari_app/stasis.py)
     ({"soft": True, "cause": 1}, 44, EndReason.CALLER_CONNECTION_LOST),
     # the caller's BYE: a hard request with the Q.850 cause
     ({"cause": 16}, 16, EndReason.CALLER_ABANDONED),

@@ -11,7 +11,8 @@ import pytest
 
 from ari_app import lab
 from ari_app.client import AriEvent
-from ari_app.service import LoopTimers, driver_hangup
+from ari_app.runtime import LoopTimers
+from ari_app.stasis import driver_hangup
 from ivr.config import Settings
 from ivr.exceptions import ConfigError
 from ivr.services import flow_settings
