@@ -20,8 +20,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ari_app import lab
 from ivr.config import Settings
+from ops import lab
 from tests.e2e.phones import Caller, DeskPhone, dtmf_ms
 
 ENV = {"VERIFYLINE_SIP_PORT": "45060", "VERIFYLINE_ARI_PORT": "48088",

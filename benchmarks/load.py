@@ -92,10 +92,10 @@ import httpx
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from ari_app import lab  # noqa: E402
 from ivr import calllog, prompts  # noqa: E402
 from ivr.config import Settings  # noqa: E402
 from ivr.store import Store  # noqa: E402
+from ops import lab  # noqa: E402
 
 SCENARIOS = Path(__file__).resolve().parent / "sipp"
 # callers' numbers are this prefix + sipp's call number: unique to the run, so a database shared
@@ -487,7 +487,7 @@ def lab_env(opts: Options, home: Path, desks: Sequence[str]) -> dict[str, str]:
 
 def verifyline(env: Mapping[str, str], *args: str, timeout: float = 300) -> str:
     """The real CLI, as outside tools use it."""
-    result = subprocess.run([sys.executable, "-m", "ari_app", *args], env=dict(env),
+    result = subprocess.run([sys.executable, "-m", "ops", *args], env=dict(env),
                             capture_output=True, text=True, timeout=timeout)
     if result.returncode != 0:
         raise RuntimeError(f"verifyline {' '.join(args)} failed: {result.stderr.strip()}")

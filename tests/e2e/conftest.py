@@ -17,11 +17,11 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from ari_app import lab
 from ivr import calllog
 from ivr.config import Settings
 from ivr.models import Call as CallRow
 from ivr.store import Store
+from ops import lab
 from tests.e2e import ports
 from tests.e2e.phones import Caller, DeskPhone
 from tests.e2e.rtp import RtpPhone
@@ -77,7 +77,7 @@ class Lab:
 
     def verifyline(self, *args: str, env: dict[str, str] | None = None) -> str:
         """Run the real CLI, as outside tools do (``env``: extra settings)."""
-        result = subprocess.run([sys.executable, "-m", "ari_app", *args],
+        result = subprocess.run([sys.executable, "-m", "ops", *args],
                                 env={**self.env, **(env or {})},
                                 capture_output=True, text=True, timeout=60)
         assert result.returncode == 0, result.stderr

@@ -7,17 +7,17 @@ import sys
 
 import pytest
 
-from ari_app import lab
 from ivr import roster
 from ivr.clock import now
 from ivr.store import Store
+from ops import lab
 from tests.e2e.conftest import Lab
 
 pytestmark = pytest.mark.e2e
 
 
 def run(the_lab: Lab, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "ari_app", *args], env=the_lab.env,
+    return subprocess.run([sys.executable, "-m", "ops", *args], env=the_lab.env,
                           capture_output=True, text=True, timeout=60)
 
 

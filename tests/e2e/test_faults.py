@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from ari_app import lab
 from ivr.services import journal_path
+from ops import lab
 from tests.e2e.conftest import DEMO_ROSTER, LAB_ENV, Lab, poll
 from tests.e2e.phones import ANNOUNCE_MS, dtmf_ms
 from tests.pgcluster import PgCluster

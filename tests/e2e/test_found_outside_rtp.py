@@ -30,7 +30,7 @@ from typing import Any
 
 import pytest
 
-from ari_app import lab
+from ops import lab
 from tests.e2e.conftest import Lab, poll
 from tests.e2e.phones import ANNOUNCE_MS
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from ari_app import lab
+from ops import lab
 from tests.e2e import ports
 from tests.e2e.conftest import LAB_ENV, OVERFLOW_PORT, Lab, poll
 from tests.e2e.phones import ANNOUNCE_MS, SCENARIOS, control_room, dtmf_ms

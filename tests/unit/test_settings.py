@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from ari_app import cli, lab
 from ivr.config import STRATEGIES, Settings
+from ops import cli, lab
 
 
 def test_given_no_variables_when_read_then_the_settings_are_the_field_defaults(tmp_path):

@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 
-from ari_app import lab
 from ari_app.client import AriEvent
 from ari_app.runtime import LoopTimers
 from ari_app.stasis import driver_hangup
@@ -18,6 +17,7 @@ from ivr.exceptions import ConfigError
 from ivr.services import flow_settings
 from ivr.supervisors import DeskPool
 from ivr.telephony import DeskPresence
+from ops import lab
 
 ON = DeskPresence(True, False)
 

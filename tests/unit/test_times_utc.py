@@ -12,11 +12,11 @@ from alembic import command
 from sqlalchemy import select, text
 from sqlalchemy.exc import StatementError
 
-from ari_app import cli
 from ivr import calllog
 from ivr.models import Call, CallEvent, Officer, OfficerStatus, RosterResult
 from ivr.roster import LOST_OFFSETS_NOTICE, lookup, parse_csv, replace_roster
 from ivr.store import Store, alembic_config, notices
+from ops import cli
 
 HEADER = "warrant_number,name,rank,status,on_duty_from,on_duty_until\n"
 OFFSETS = {

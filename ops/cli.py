@@ -12,14 +12,14 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from ari_app import lab
 from ari_app.client import AriClient
 from ari_app.service import LineService
-from ari_app.supervise import Supervisor
 from ivr import callers, calllog, roster, services
 from ivr.config import Settings
 from ivr.exceptions import VerifyLineError
 from ivr.store import Store, is_migrated, notices
+from ops import lab
+from ops.supervise import Supervisor
 
 DEMO_ROSTER = Path(__file__).resolve().parents[1] / "ivr" / "demo_roster.csv"
 
@@ -73,7 +73,7 @@ def cmd_supervise(args: argparse.Namespace) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = _settings()
     settings.run_dir.mkdir(parents=True, exist_ok=True)
-    argv = [sys.executable, "-m", "ari_app", "serve", *(["--verbose"] if args.verbose else [])]
+    argv = [sys.executable, "-m", "ops", "serve", *(["--verbose"] if args.verbose else [])]
     return Supervisor(argv, settings.run_dir / "app.pid").run()
 
 

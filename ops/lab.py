@@ -444,7 +444,7 @@ def start_app(inst: Instance) -> bool:
     env = dict(os.environ)
     env["VERIFYLINE_HOME"] = str(settings.home)
     env["VERIFYLINE_ARI_PASSWORD"] = settings.ari_password
-    pid = _spawn([sys.executable, "-m", "ari_app", "supervise"], log_path, env)
+    pid = _spawn([sys.executable, "-m", "ops", "supervise"], log_path, env)
     inst.supervisor_pidfile.write_text(f"{pid}\n")
     _wait("ARI app", lambda: app_connected(inst), 30, (inst.supervisor_pidfile, str(log_path)))
     return True

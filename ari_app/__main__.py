@@ -1,3 +1,0 @@
-from ari_app.cli import main
-
-raise SystemExit(main())
