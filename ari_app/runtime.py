@@ -19,7 +19,7 @@ from ivr import calllog, logops, services
 from ivr.callflow import Bridged, Call, CallContext, Event, State, TimerFired
 from ivr.clock import iso, now
 from ivr.entities import CallData
-from ivr.telephony import LookupResult
+from ivr.telephony import LookupResult, Timer
 
 if TYPE_CHECKING:
     from ari_app.service import LineService
@@ -30,10 +30,10 @@ LINGER_SECONDS = 30.0  # keep an ended call around to absorb its late events
 
 
 class _Fired:
-    __slots__ = ("name", "token")
+    __slots__ = ("key", "name", "token")
 
-    def __init__(self, name: str, token: int) -> None:
-        self.name, self.token = name, token
+    def __init__(self, name: Timer, key: str, token: int) -> None:
+        self.name, self.key, self.token = name, key, token
 
 
 class LoopTimers:
@@ -42,34 +42,35 @@ class LoopTimers:
 
     def __init__(self, queue: asyncio.Queue[Event | _Fired]) -> None:
         self._queue = queue
-        self._handles: dict[str, asyncio.TimerHandle] = {}
-        self._live: dict[str, int] = {}
+        self._handles: dict[tuple[Timer, str], asyncio.TimerHandle] = {}
+        self._live: dict[tuple[Timer, str], int] = {}
         self._next = 0
 
-    def start(self, name: str, seconds: float) -> None:
-        self.cancel(name)
+    def start(self, name: Timer, seconds: float, key: str = "") -> None:
+        self.cancel(name, key)
         self._next += 1
         token = self._next
-        self._live[name] = token
-        self._handles[name] = asyncio.get_running_loop().call_later(
-            seconds, self._queue.put_nowait, _Fired(name, token))
+        self._live[name, key] = token
+        self._handles[name, key] = asyncio.get_running_loop().call_later(
+            seconds, self._queue.put_nowait, _Fired(name, key, token))
 
-    def cancel(self, name: str) -> None:
-        handle = self._handles.pop(name, None)
+    def cancel(self, name: Timer, key: str = "") -> None:
+        handle = self._handles.pop((name, key), None)
         if handle is not None:
             handle.cancel()
-        self._live.pop(name, None)
+        self._live.pop((name, key), None)
 
     def cancel_all(self) -> None:
-        for name in list(self._handles):
-            self.cancel(name)
+        for name, key in list(self._handles):
+            self.cancel(name, key)
 
     def accept(self, fired: _Fired) -> TimerFired | None:
-        if self._live.get(fired.name) != fired.token:
+        which = (fired.name, fired.key)
+        if self._live.get(which) != fired.token:
             return None
-        self._live.pop(fired.name)
-        self._handles.pop(fired.name, None)
-        return TimerFired(fired.name)
+        self._live.pop(which)
+        self._handles.pop(which, None)
+        return TimerFired(fired.name, fired.key)
 
 
 class CallServicesImpl:

@@ -44,7 +44,7 @@ from ivr.prompts import (
     say_digits,
     seconds,
 )
-from ivr.telephony import CallServices, Telephony, Timers
+from ivr.telephony import CallServices, Telephony, Timer, Timers
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,8 @@ class PlaybackDone:
 
 @dataclass(frozen=True)
 class TimerFired:
-    name: str
+    name: Timer
+    key: str = ""  # the leg, for Timer.RING
 
 
 @dataclass(frozen=True)
@@ -186,8 +187,8 @@ class State:
                 return await self.on_dtmf(ctx, digit)
             case PlaybackDone(playback_id):
                 return await self.on_playback_done(ctx, playback_id)
-            case TimerFired(name):
-                return await self.on_timer(ctx, name)
+            case TimerFired(name, key):
+                return await self.on_timer(ctx, name, key)
             case DeskAnswered(channel_id):
                 return await self.on_desk_answered(ctx, channel_id)
             case DeskGone(channel_id, cause):
@@ -238,7 +239,7 @@ class State:
     async def on_playback_done(self, ctx: CallContext, playback_id: str) -> State:
         return self
 
-    async def on_timer(self, ctx: CallContext, name: str) -> State:
+    async def on_timer(self, ctx: CallContext, name: Timer, key: str) -> State:
         return self
 
     async def on_desk_answered(self, ctx: CallContext, channel_id: str) -> State:
@@ -358,11 +359,11 @@ class Collecting(State):
             ids = ["not_understood", "enter_number"] if self.retry else ["enter_number"]
             self.playback_id = await ctx.play("enter", ctx.say(*ids))
         else:
-            ctx.timers.start("digit", heard_silence(ctx.settings.entry.first_digit_timeout))
+            ctx.timers.start(Timer.DIGIT, heard_silence(ctx.settings.entry.first_digit_timeout))
         return self
 
     async def leave(self, ctx: CallContext) -> None:
-        ctx.timers.cancel("digit")
+        ctx.timers.cancel(Timer.DIGIT)
         if self.playback_id is not None:
             await ctx.tel.stop_playback(self.playback_id)
             self.playback_id = None
@@ -380,7 +381,7 @@ class Collecting(State):
             self.playback_id = None
             # the clock for the first digit starts once the caller has heard the question
             if not self.digits:
-                ctx.timers.start("digit", heard_silence(ctx.settings.entry.first_digit_timeout))
+                ctx.timers.start(Timer.DIGIT, heard_silence(ctx.settings.entry.first_digit_timeout))
         return self
 
     async def on_dtmf(self, ctx: CallContext, digit: str) -> State:
@@ -389,10 +390,10 @@ class Collecting(State):
             if len(self.digits) < MAX_KEPT_DIGITS:
                 self.digits += digit
             ctx.record("digit", digit=digit, attempt=self.attempt)
-            ctx.timers.start("digit", heard_silence(ctx.settings.entry.inter_digit_timeout))
+            ctx.timers.start(Timer.DIGIT, heard_silence(ctx.settings.entry.inter_digit_timeout))
             return self
         if digit == "#":
-            ctx.timers.cancel("digit")
+            ctx.timers.cancel(Timer.DIGIT)
             ctx.record("key", digit="#", attempt=self.attempt, entered=self.digits)
             entry = ctx.settings.entry
             if not self.digits:
@@ -406,8 +407,8 @@ class Collecting(State):
         ctx.record("key_ignored", digit=digit, attempt=self.attempt)
         return self
 
-    async def on_timer(self, ctx: CallContext, name: str) -> State:
-        if name != "digit":
+    async def on_timer(self, ctx: CallContext, name: Timer, key: str) -> State:
+        if name is not Timer.DIGIT:
             return self
         return await self._failed(ctx, "timeout" if not self.digits else "no_hash")
 
@@ -443,7 +444,7 @@ class ReadBack(State):
         return self
 
     async def leave(self, ctx: CallContext) -> None:
-        ctx.timers.cancel("confirm")
+        ctx.timers.cancel(Timer.CONFIRM)
         if self.playback_id is not None:
             await ctx.tel.stop_playback(self.playback_id)
             self.playback_id = None
@@ -451,7 +452,7 @@ class ReadBack(State):
     async def on_playback_done(self, ctx: CallContext, playback_id: str) -> State:
         if playback_id == self.playback_id:
             self.playback_id = None
-            ctx.timers.start("confirm", ctx.settings.entry.confirm_timeout)
+            ctx.timers.start(Timer.CONFIRM, ctx.settings.entry.confirm_timeout)
         return self
 
     async def on_dtmf(self, ctx: CallContext, digit: str) -> State:
@@ -462,8 +463,8 @@ class ReadBack(State):
         ctx.record("confirmed", by="key")
         return await lookup_and_connect(ctx, self.digits)
 
-    async def on_timer(self, ctx: CallContext, name: str) -> State:
-        if name != "confirm":
+    async def on_timer(self, ctx: CallContext, name: Timer, key: str) -> State:
+        if name is not Timer.CONFIRM:
             return self
         ctx.record("confirmed", by="timeout")
         return await lookup_and_connect(ctx, self.digits)
@@ -559,7 +560,7 @@ class Ringer:
             self.drop(ctx, leg, "desk_failed")
             await ctx.tel.hangup(leg)  # in case Asterisk made the channel before it failed
             return False
-        ctx.timers.start(f"ring:{leg}", ctx.settings.ring_timeout)
+        ctx.timers.start(Timer.RING, ctx.settings.ring_timeout, key=leg)
         ctx.record("desk_ringing", desk=desk, channel=leg, emergency=overflow,
                    strategy="ring_all" if ctx.settings.ring_all else "longest_idle",
                    waited_s=round((now() - (d.queued_at or now())).total_seconds(), 3))
@@ -570,14 +571,14 @@ class Ringer:
         desk = ctx.data.runtime.legs.pop(leg, None)
         if desk is None:
             return None
-        ctx.timers.cancel(f"ring:{leg}")
+        ctx.timers.cancel(Timer.RING, leg)
         ctx.record(why, desk=desk, channel=leg)
         ctx.services.release_desk(desk, talked=False)
         if leg == self.overflow_leg:
             # the control room did not take it: now the desks too, and the control room again
             # after a short rest
             self.overflow_leg, self.overflow_first, self.overflow_resting = None, False, True
-            ctx.timers.start("overflow_retry", RETRY_SECONDS)
+            ctx.timers.start(Timer.OVERFLOW_RETRY, RETRY_SECONDS)
         return desk
 
     async def cancel(self, ctx: CallContext, why: str, keep: str | None = None) -> None:
@@ -588,7 +589,7 @@ class Ringer:
     def take(self, ctx: CallContext, leg: str) -> None:
         """The leg answered: it no longer rings (it stays a leg until it is bridged, so a
         hang-up on the whisper gives it back as any other leg, the control room's too)."""
-        ctx.timers.cancel(f"ring:{leg}")
+        ctx.timers.cancel(Timer.RING, leg)
 
 
 def display(ctx: CallContext) -> str:
@@ -688,7 +689,7 @@ class Connecting(Waiting):
             await ctx.tel.hold(d.channel_id, d.hold_bridge_id)
             ctx.record("on_hold", bridge=d.hold_bridge_id)
         if not self.emergency:
-            ctx.timers.start("max_wait", ctx.settings.queue_max_wait)
+            ctx.timers.start(Timer.MAX_WAIT, ctx.settings.queue_max_wait)
         if self.resumed:
             ctx.record("resumed", position=position)  # music on hold never stopped
             return await self._ring_more(ctx)
@@ -707,8 +708,8 @@ class Connecting(Waiting):
         seat, ringer = self.seat, self.seat.ringer
         if await ringer.ring_what_can(ctx):
             seat.waiting_since = None
-            ctx.timers.cancel("hold")
-            ctx.timers.cancel("retry")
+            ctx.timers.cancel(Timer.HOLD)
+            ctx.timers.cancel(Timer.RETRY)
             return self
         target = ctx.settings.emergency_endpoint
         if not ringer.overflow_due and target and not await ctx.services.anyone_signed_in():
@@ -721,17 +722,17 @@ class Connecting(Waiting):
         elif seat.waiting_since is None:
             seat.waiting_since = now()
             ctx.record("no_supervisor_free", position=ctx.services.queue_position())
-            ctx.timers.start("hold", ctx.settings.hold_interval)
-        ctx.timers.start("retry", RETRY_SECONDS)
+            ctx.timers.start(Timer.HOLD, ctx.settings.hold_interval)
+        ctx.timers.start(Timer.RETRY, RETRY_SECONDS)
         return self
 
     async def on_wake(self, ctx: CallContext) -> State:
         return await self._ring_more(ctx)
 
-    async def on_timer(self, ctx: CallContext, name: str) -> State:
+    async def on_timer(self, ctx: CallContext, name: Timer, key: str) -> State:
         d, seat, ringer = ctx.data, self.seat, self.seat.ringer
-        if name.startswith("ring:"):
-            leg = name.removeprefix("ring:")
+        if name is Timer.RING:
+            leg = key
             was_overflow = leg == ringer.overflow_leg
             desk = ringer.drop(ctx, leg, "desk_no_answer")
             if desk is None:
@@ -740,24 +741,24 @@ class Connecting(Waiting):
                 ctx.services.desk_not_answered(desk)
             await ctx.tel.hangup(leg)
             return await self._ring_more(ctx)
-        if name == "retry":
+        if name is Timer.RETRY:
             return await self._ring_more(ctx)
-        if name == "overflow_retry":
+        if name is Timer.OVERFLOW_RETRY:
             ringer.overflow_resting = False
             return await self._ring_more(ctx)
-        if name == "hold" and (d.runtime.legs or seat.playback_id is not None):
+        if name is Timer.HOLD and (d.runtime.legs or seat.playback_id is not None):
             # a phone is ringing, or the caller is hearing something already: no pile-up
-            ctx.timers.start("hold", ctx.settings.hold_interval)
+            ctx.timers.start(Timer.HOLD, ctx.settings.hold_interval)
             return self
-        if name == "hold":
+        if name is Timer.HOLD:
             position = ctx.services.queue_position()
             said = ["all_busy", "you_are_next"] if position <= 1 else ["all_busy", "position"]
             media = ctx.say(*said) + (say_digits(d.language, str(position)) if position > 1
                                       else [])
             seat.playback_id = await ctx.play("hold", media)
-            ctx.timers.start("hold", ctx.settings.hold_interval)
+            ctx.timers.start(Timer.HOLD, ctx.settings.hold_interval)
             return self
-        if name == "max_wait" and not ringer.overflow_due and ctx.settings.emergency_endpoint:
+        if name is Timer.MAX_WAIT and not ringer.overflow_due and ctx.settings.emergency_endpoint:
             ringer.overflow_due = True
             ctx.record("overflow", reason="max_wait")
             return await self._ring_more(ctx)
@@ -807,12 +808,12 @@ class Whispering(Waiting):
         d.answered_desk, d.answered_at = d.desk, now()
         ctx.services.desk_answered(d.desk)
         await ringer.cancel(ctx, "desk_cancelled", keep=self.leg)  # answered elsewhere
-        ctx.timers.cancel("retry")
-        ctx.timers.cancel("hold")
+        ctx.timers.cancel(Timer.RETRY)
+        ctx.timers.cancel(Timer.HOLD)
         media = whisper_media(d.roster_result or RosterResult.NONE_ENTERED, d.flags)
         self.whisper_id = ctx.next_id("whisper")
         await ctx.tel.play(self.leg, self.whisper_id, media)
-        ctx.timers.start("whisper", whisper_seconds(d.flags) + ctx.settings.whisper_timeout)
+        ctx.timers.start(Timer.WHISPER, whisper_seconds(d.flags) + ctx.settings.whisper_timeout)
         ctx.record("whisper", desk=d.desk, prompt="+".join(media),
                    answered_at=iso(d.answered_at))
         return self
@@ -833,15 +834,15 @@ class Whispering(Waiting):
         d.desk, d.desk_channel_id, d.answered_desk, d.answered_at = None, None, None, None
         await super().leave(ctx)
 
-    async def on_timer(self, ctx: CallContext, name: str) -> State:
+    async def on_timer(self, ctx: CallContext, name: Timer, key: str) -> State:
         ringer = self.seat.ringer
-        if name == "whisper":
+        if name is Timer.WHISPER:
             return await self._connect(ctx, "timeout")
-        if name == "max_wait" and not ringer.overflow_due and ctx.settings.emergency_endpoint:
+        if name is Timer.MAX_WAIT and not ringer.overflow_due and ctx.settings.emergency_endpoint:
             # noted: should this supervisor give the call back, the control room rings too
             ringer.overflow_due = True
             ctx.record("overflow", reason="max_wait")
-        elif name == "overflow_retry":
+        elif name is Timer.OVERFLOW_RETRY:
             ringer.overflow_resting = False
         return self
 
@@ -851,7 +852,7 @@ class Whispering(Waiting):
         return self
 
     async def _connect(self, ctx: CallContext, by: str) -> State:
-        ctx.timers.cancel("whisper")
+        ctx.timers.cancel(Timer.WHISPER)
         if self.whisper_id is not None:
             await ctx.tel.stop_playback(self.whisper_id)
             self.whisper_id = None
@@ -870,7 +871,7 @@ class Whispering(Waiting):
         d = ctx.data
         if channel_id != self.leg:
             return self
-        ctx.timers.cancel("whisper")
+        ctx.timers.cancel(Timer.WHISPER)
         if self.whisper_id is not None:
             await ctx.tel.stop_playback(self.whisper_id)
         desk = d.runtime.legs.get(channel_id)
@@ -883,7 +884,7 @@ class Whispering(Waiting):
 
     async def on_caller_gone(self, ctx: CallContext, cause: str) -> State:
         d = ctx.data
-        ctx.timers.cancel("whisper")
+        ctx.timers.cancel(Timer.WHISPER)
         d.runtime.legs.pop(self.leg, None)
         ctx.record("caller_left_during_whisper", desk=d.desk, channel=self.leg)
         await ctx.tel.hangup(self.leg)
@@ -1023,13 +1024,13 @@ class Call:
             case Dtmf(digit) if self._star_pending:
                 # '*' then one key is a command; the pair never reaches the number
                 self._star_pending = False
-                self.ctx.timers.cancel("star")
+                self.ctx.timers.cancel(Timer.STAR)
                 self.state = await self.state.on_star(self.ctx, digit)
             case Dtmf("*") if not isinstance(self.state, Bridged | Ended):
                 self._star_pending = True
                 self.ctx.record("key", digit="*", state=self.state.name)
-                self.ctx.timers.start("star", self.ctx.settings.entry.inter_digit_timeout)
-            case TimerFired("star"):
+                self.ctx.timers.start(Timer.STAR, self.ctx.settings.entry.inter_digit_timeout)
+            case TimerFired(Timer.STAR):
                 self._star_pending = False
                 self.ctx.record("star_command_ignored", key="*", state=self.state.name)
             case _:

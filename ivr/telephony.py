@@ -6,6 +6,7 @@ runtime implements :class:`Timers`; the service layer implements :class:`CallSer
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -61,12 +62,27 @@ class Telephony(Protocol):
     async def desk_presence(self, desks: Sequence[str]) -> dict[str, DeskPresence]: ...
 
 
+class Timer(enum.StrEnum):
+    """A call's timers. ``RING`` runs once per desk leg (its key is the leg)."""
+
+    DIGIT = "digit"  # first-digit / inter-digit timeout while keying
+    CONFIRM = "confirm"  # the read-back confirms itself
+    STAR = "star"  # '*' waiting for its second key
+    HOLD = "hold"  # the next "all supervisors are busy" message
+    RETRY = "retry"  # look for a free desk again
+    MAX_WAIT = "max_wait"  # the control room rings too
+    OVERFLOW_RETRY = "overflow_retry"  # the control room's rest is over
+    RING = "ring"  # a desk leg rang out
+    WHISPER = "whisper"  # the whisper's time is up: connect the caller
+
+
 class Timers(Protocol):
-    """Per-call timers; a fired timer comes back to the call as a TimerFired event."""
+    """Per-call timers; a fired timer comes back to the call as a TimerFired event. A timer is
+    named by its :class:`Timer` and, for one per leg, a key; starting it again restarts it."""
 
-    def start(self, name: str, seconds: float) -> None: ...
+    def start(self, name: Timer, seconds: float, key: str = "") -> None: ...
 
-    def cancel(self, name: str) -> None: ...
+    def cancel(self, name: Timer, key: str = "") -> None: ...
 
     def cancel_all(self) -> None: ...
 

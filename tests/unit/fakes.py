@@ -11,7 +11,7 @@ from ivr.config import EntrySettings
 from ivr.entities import CallData
 from ivr.models import RosterResult
 from ivr.supervisors import DeskPool
-from ivr.telephony import DeskPresence, LookupResult
+from ivr.telephony import DeskPresence, LookupResult, Timer
 
 
 @dataclass
@@ -69,13 +69,19 @@ class FakeTelephony:
 
 @dataclass
 class FakeTimers:
+    """Running timers by name ('ring:<leg>' for a leg's ring timer)."""
+
     running: dict[str, float] = field(default_factory=dict)
 
-    def start(self, name: str, seconds: float) -> None:
-        self.running[name] = seconds
+    @staticmethod
+    def _name(name: Timer, key: str) -> str:
+        return f"{name}:{key}" if key else str(name)
 
-    def cancel(self, name: str) -> None:
-        self.running.pop(name, None)
+    def start(self, name: Timer, seconds: float, key: str = "") -> None:
+        self.running[self._name(name, key)] = seconds
+
+    def cancel(self, name: Timer, key: str = "") -> None:
+        self.running.pop(self._name(name, key), None)
 
     def cancel_all(self) -> None:
         self.running.clear()

@@ -28,6 +28,7 @@ from ivr.callflow import (
 from ivr.config import EntrySettings
 from ivr.models import EndReason, RosterResult
 from ivr.prompts import PROMPT_TAIL_SECONDS
+from ivr.telephony import Timer
 from tests.unit.fakes import BUSY, OFFLINE, ONLINE, FakeTelephony, make_call
 
 
@@ -181,7 +182,7 @@ async def test_given_desk_ringing_when_ring_timeout_then_next_desk_rings() -> No
     await call.start()
     await key(call, "123456#1")
 
-    await call.dispatch(TimerFired("ring:c1-desk1"))
+    await call.dispatch(TimerFired(Timer.RING, "c1-desk1"))
 
     assert ("hangup", "c1-desk1") in tel.requests
     assert tel.ops("originate")[-1][1:3] == ("desk2", "c1-desk2")
@@ -280,7 +281,7 @@ async def test_given_no_key_at_all_when_first_digit_timeout_then_no_number_and_a
     await call.dispatch(PlaybackDone(last_playback(tel)))  # greeting
     await call.dispatch(PlaybackDone(last_playback(tel)))  # "key in the number"
 
-    await call.dispatch(TimerFired("digit"))
+    await call.dispatch(TimerFired(Timer.DIGIT))
 
     assert isinstance(call.state, Connecting)
     assert tel.ops("play")[-1][3][:2] == ("en/no_number", "en/reference")
@@ -301,7 +302,7 @@ async def test_given_polish_caller_keys_nothing_then_the_no_number_prompt_is_pol
     await call.dispatch(PlaybackDone(last_playback(tel)))  # greeting, in Polish
     await call.dispatch(PlaybackDone(last_playback(tel)))
 
-    await call.dispatch(TimerFired("digit"))
+    await call.dispatch(TimerFired(Timer.DIGIT))
 
     assert tel.ops("play")[-1][3][0] == "pl/no_number"
 
@@ -313,7 +314,7 @@ async def test_given_too_few_digits_then_no_key_after_the_reprompt_then_no_numbe
     assert tel.ops("play")[-1][3] == ("en/not_understood", "en/enter_number")
     await call.dispatch(PlaybackDone(last_playback(tel)))
 
-    await call.dispatch(TimerFired("digit"))
+    await call.dispatch(TimerFired(Timer.DIGIT))
 
     assert isinstance(call.state, Connecting)
     assert tel.ops("play")[-1][3][0] == "en/no_number"
@@ -326,7 +327,7 @@ async def test_given_digits_without_hash_when_inter_digit_timeout_then_asked_aga
     await call.start()
     await key(call, "12")
 
-    await call.dispatch(TimerFired("digit"))
+    await call.dispatch(TimerFired(Timer.DIGIT))
 
     assert isinstance(call.state, Collecting) and call.state.attempt == 2
     assert tel.ops("play")[-1][3] == ("en/not_understood", "en/enter_number")
@@ -415,7 +416,7 @@ async def test_given_no_desk_free_then_caller_holds_and_is_told_periodically() -
     assert {"hold", "retry"} <= set(timers.running)
     await call.dispatch(PlaybackDone(last_playback(tel)))  # the reference has been read out
 
-    await call.dispatch(TimerFired("hold"))
+    await call.dispatch(TimerFired(Timer.HOLD))
 
     assert tel.ops("play")[-1][3] == ("en/all_busy", "en/you_are_next")
     assert "hold" in timers.running  # told again every few seconds
@@ -427,7 +428,7 @@ async def test_given_caller_waiting_when_a_desk_frees_up_then_it_rings() -> None
     await key(call, "123456#1")
     tel.presence["desk1"] = ONLINE
 
-    await call.dispatch(TimerFired("retry"))
+    await call.dispatch(TimerFired(Timer.RETRY))
 
     assert tel.ops("originate")[-1][1] == "desk1"
 
@@ -436,7 +437,7 @@ async def test_given_late_desk_answer_after_timeout_then_that_leg_is_hung_up() -
     call, tel, _, _ = make_call()
     await call.start()
     await connect(call, tel, "123456")
-    await call.dispatch(TimerFired("ring:c1-desk1"))
+    await call.dispatch(TimerFired(Timer.RING, "c1-desk1"))
 
     await call.dispatch(DeskAnswered("c1-desk1"))
 
@@ -488,7 +489,7 @@ async def test_given_read_back_when_no_key_then_confirmed_after_the_timeout() ->
     await call.dispatch(PlaybackDone(last_playback(tel)))
     assert timers.running["confirm"] == EntrySettings().confirm_timeout
 
-    await call.dispatch(TimerFired("confirm"))
+    await call.dispatch(TimerFired(Timer.CONFIRM))
 
     assert isinstance(call.state, Connecting)
     assert call.ctx.data.digits == "123456"
@@ -570,7 +571,7 @@ async def test_given_star_without_a_second_key_then_it_lapses() -> None:
     await call.start()
     await key(call, "12*")
 
-    await call.dispatch(TimerFired("star"))
+    await call.dispatch(TimerFired(Timer.STAR))
     await key(call, "3456#")
 
     assert isinstance(call.state, ReadBack) and call.state.digits == "123456"
@@ -624,7 +625,7 @@ async def test_given_desk_answers_then_supervisor_hears_the_whisper_before_the_c
     await call.dispatch(PlaybackDone(str(whisper[2])))
     assert timers.running["whisper"] == whisper_seconds(set()) + 3.0
 
-    await call.dispatch(TimerFired("whisper"))
+    await call.dispatch(TimerFired(Timer.WHISPER))
 
     assert tel.ops("create_bridge") and isinstance(call.state, Bridged)
 
@@ -661,7 +662,7 @@ async def test_given_desk_answers_busy_then_it_rests_and_is_not_rung_again_at_on
 
     await call.dispatch(DeskGone("c1-desk1", "User busy"))
     await call.dispatch(Wake())  # our own release wakes every waiting caller
-    await call.dispatch(TimerFired("retry"))
+    await call.dispatch(TimerFired(Timer.RETRY))
 
     assert [o[1] for o in tel.ops("originate")] == ["desk1"]  # resting: not rung in a loop
     assert services.failed == [("desk1", True)]  # counts towards the auto-pause
@@ -720,12 +721,12 @@ async def test_given_hold_time_comes_while_the_reference_plays_then_no_prompt_pi
     await key(call, "123456#1")
     plays = len(tel.ops("play"))
 
-    await call.dispatch(TimerFired("hold"))  # the reference is still being read out
+    await call.dispatch(TimerFired(Timer.HOLD))  # the reference is still being read out
 
     assert len(tel.ops("play")) == plays
     assert "hold" in timers.running
     await call.dispatch(PlaybackDone(last_playback(tel)))
-    await call.dispatch(TimerFired("hold"))
+    await call.dispatch(TimerFired(Timer.HOLD))
     assert tel.ops("play")[-1][3][0] == "en/all_busy"
 
 
@@ -734,9 +735,9 @@ async def test_given_whisper_confirmed_while_a_hold_prompt_plays_then_bridged_at
     await call.start()
     await key(call, "123456#1")
     await call.dispatch(PlaybackDone(last_playback(tel)))  # reference read out
-    await call.dispatch(TimerFired("hold"))  # "all supervisors are busy..." starts
+    await call.dispatch(TimerFired(Timer.HOLD))  # "all supervisors are busy..." starts
     tel.presence["desk1"] = ONLINE
-    await call.dispatch(TimerFired("retry"))
+    await call.dispatch(TimerFired(Timer.RETRY))
 
     await answer_desk(call)
 
@@ -768,10 +769,10 @@ async def test_given_ring_all_when_nobody_answers_then_all_ring_again_after_a_pa
     await call.start()
     await connect(call, tel, "123456")
 
-    await call.dispatch(TimerFired("ring:c1-desk1"))
-    await call.dispatch(TimerFired("ring:c1-desk2"))
+    await call.dispatch(TimerFired(Timer.RING, "c1-desk1"))
+    await call.dispatch(TimerFired(Timer.RING, "c1-desk2"))
     assert len(tel.ops("originate")) == 2 and "retry" in timers.running
-    await call.dispatch(TimerFired("retry"))
+    await call.dispatch(TimerFired(Timer.RETRY))
 
     assert [o[1] for o in tel.ops("originate")[2:]] == ["desk1", "desk2"]
 
@@ -782,11 +783,11 @@ async def test_given_max_wait_then_the_control_room_rings_alongside_the_desks() 
     await connect(call, tel, "123456")
     assert [o[1] for o in tel.ops("originate")] == ["desk1"]
 
-    await call.dispatch(TimerFired("max_wait"))
+    await call.dispatch(TimerFired(Timer.MAX_WAIT))
 
     assert [o[1] for o in tel.ops("originate")] == ["desk1", "overflow"]
     assert ("hangup", "c1-desk1") not in tel.requests  # desk1 keeps ringing
-    await call.dispatch(TimerFired("ring:c1-desk1"))
+    await call.dispatch(TimerFired(Timer.RING, "c1-desk1"))
     assert tel.ops("originate")[-1][1] == "desk2"  # desks go on in turn beside it
 
 
@@ -797,11 +798,11 @@ async def test_given_control_room_does_not_answer_then_it_is_tried_again_with_th
     assert [o[1] for o in tel.ops("originate")] == ["overflow"]
 
     tel.presence["desk1"] = ONLINE
-    await call.dispatch(TimerFired("ring:c1-desk1"))  # the control room rang out
+    await call.dispatch(TimerFired(Timer.RING, "c1-desk1"))  # the control room rang out
 
     assert [o[1] for o in tel.ops("originate")] == ["overflow", "desk1"]
     assert "overflow_retry" in timers.running
-    await call.dispatch(TimerFired("overflow_retry"))
+    await call.dispatch(TimerFired(Timer.OVERFLOW_RETRY))
     assert [o[1] for o in tel.ops("originate")] == ["overflow", "desk1", "overflow"]
     assert isinstance(call.state, Connecting)  # never hung up on
 
@@ -811,7 +812,7 @@ async def test_given_emergency_then_desks_wait_while_the_control_room_rings_firs
     await call.start()
 
     await key(call, "*9")
-    await call.dispatch(TimerFired("retry"))
+    await call.dispatch(TimerFired(Timer.RETRY))
 
     assert [o[1] for o in tel.ops("originate")] == ["overflow"]
 
@@ -820,7 +821,7 @@ async def test_given_control_room_answers_then_ringing_desks_are_cancelled() -> 
     call, tel, _, _services = make_call(emergency="overflow")
     await call.start()
     await connect(call, tel, "123456")
-    await call.dispatch(TimerFired("max_wait"))
+    await call.dispatch(TimerFired(Timer.MAX_WAIT))
 
     await answer_desk(call, "c1-desk2")  # the control room's leg
 

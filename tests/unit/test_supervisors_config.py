@@ -16,7 +16,7 @@ from ivr.config import Settings
 from ivr.exceptions import ConfigError
 from ivr.services import flow_settings
 from ivr.supervisors import DeskPool
-from ivr.telephony import DeskPresence
+from ivr.telephony import DeskPresence, Timer
 from ops import lab
 
 ON = DeskPresence(True, False)
@@ -77,9 +77,9 @@ def test_given_no_password_then_one_is_generated_kept_and_private(tmp_path):
 async def test_given_timer_restarted_after_firing_then_the_stale_fire_is_dropped():
     queue: asyncio.Queue[Any] = asyncio.Queue()
     timers = LoopTimers(queue)
-    timers.start("digit", 0.01)
+    timers.start(Timer.DIGIT, 0.01)
     await asyncio.sleep(0.03)
-    timers.start("digit", 10)  # restarted before the fired event was handled
+    timers.start(Timer.DIGIT, 10)  # restarted before the fired event was handled
     stale = await queue.get()
     assert timers.accept(stale) is None
     timers.cancel_all()
