@@ -22,15 +22,30 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+import ivr
 from ari_app.client import AriClient
 from ivr import prompts
 from ivr.config import Settings, desk_password_variable
 from ivr.exceptions import VerifyLineError
 
 REPO = Path(__file__).resolve().parents[1]
-CONF_TEMPLATES = REPO / "asterisk" / "conf"
 PROVISION = REPO / "asterisk" / "provision.sh"
-DIALPLANS = REPO / "ivr" / "dialplans"
+DIALPLANS = Path(ivr.__file__).resolve().parent / "dialplans"
+# the wheel installs asterisk/conf/*.conf here (pyproject [tool.setuptools.data-files]), so an
+# installed line renders its production configuration without a source checkout
+INSTALLED_CONF = Path("share") / "verifyline" / "asterisk-conf"
+
+
+def conf_templates(prefix: Path | None = None) -> Path:
+    """Where the Asterisk configuration templates are: the checkout's asterisk/conf/, else the
+    installed copy under the environment's prefix."""
+    checkout = REPO / "asterisk" / "conf"
+    if checkout.is_dir():
+        return checkout
+    installed = Path(prefix or sys.prefix) / INSTALLED_CONF
+    if installed.is_dir():
+        return installed
+    raise LabError(f"no Asterisk configuration templates in {checkout} or {installed}")
 MODULES_DIR = "/usr/lib/x86_64-linux-gnu/asterisk/modules"
 TRUNK_MATCH = "127.0.0.2"
 
@@ -204,7 +219,7 @@ def render_config(settings: Settings, etc: Path, spool_dir: str, *,
     etc.mkdir(parents=True, exist_ok=True)
     values = template_values(settings, spool_dir)
     written = []
-    for template in sorted(CONF_TEMPLATES.glob("*.conf")):
+    for template in sorted(conf_templates().glob("*.conf")):
         out = etc / template.name
         out.write_text(render(template.read_text(), values, str(template)))
         written.append(out)
