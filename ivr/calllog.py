@@ -44,9 +44,11 @@ def new_reference(session: Session) -> str:
     """A short numeric encounter reference a caller can quote, unique in the store."""
     for _ in range(50):
         ref = random_reference()
-        if session.scalars(
-            select(Encounter.id).where(Encounter.reference == ref)
-        ).first() is None:
+        # a call attached to a pre-registered encounter keeps the reference it was read
+        # after its own encounter is gone: neither may be drawn again
+        if (session.scalars(select(Encounter.id).where(Encounter.reference == ref)).first()
+                is None and
+                session.scalars(select(Call.id).where(Call.reference == ref)).first() is None):
             return ref
     raise RuntimeError("could not find a free encounter reference")  # pragma: no cover
 
@@ -65,7 +67,7 @@ def open_call(
     for attempt in range(5):
         existing = session.scalars(select(Call).where(Call.channel_id == channel_id)).first()
         if existing is not None:
-            return existing.encounter.reference
+            return existing.reference or existing.encounter.reference
         ref = (new_reference(session) if reference is None
                else reference if attempt == 0 else f"{reference}-{attempt + 1}")
         encounter_id = insert_new(session, Encounter, "reference", reference=ref,
@@ -73,7 +75,7 @@ def open_call(
         if encounter_id is None:
             continue  # another caller got this reference meanwhile: draw again
         call_id = insert_new(session, Call, "channel_id", channel_id=channel_id,
-                             encounter_id=encounter_id, caller_number=caller_number,
+                             reference=ref, encounter_id=encounter_id, caller_number=caller_number,
                              started_at=started_at, path=path, state="new", digits_entered="")
         if call_id is None:  # another writer opened this very call meanwhile
             session.execute(delete(Encounter).where(Encounter.id == encounter_id))
@@ -198,7 +200,10 @@ def call_as_json(call: Call) -> dict[str, Any]:
     """One call in the lab contract's JSON shape."""
     return {
         "id": call.id,
-        "reference": call.encounter.reference,
+        "reference": call.reference or call.encounter.reference,
+        # the encounter it is logged against: the same, unless the call was attached to the
+        # officer's pre-registered encounter (docs/api.md)
+        "encounter_reference": call.encounter.reference,
         "caller_number": callers.caller_number(call.caller_number),  # rows from before too
         "warrant_number": call.digits_entered or "",
         "roster_result": call.roster_result.value if call.roster_result else None,
@@ -282,7 +287,7 @@ def ingest_fallback(session: Session, record: FallbackRecord) -> bool:
 def data_from_row(row: Call) -> CallData:
     """What a call row says about the call (for adopting it or closing it)."""
     data = CallData(channel_id=row.channel_id, caller_number=row.caller_number,
-                    reference=row.encounter.reference,
+                    reference=row.reference or row.encounter.reference,
                     started_at=row.started_at)
     data.digits = row.digits_entered
     data.roster_result = row.roster_result

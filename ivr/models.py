@@ -11,6 +11,7 @@ from sqlalchemy import (
     Boolean,
     DateTime,
     Enum,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -133,6 +134,11 @@ class Officer(Base):
     )
     on_duty_from: Mapped[datetime | None] = _ts()
     on_duty_until: Mapped[datetime | None] = _ts()
+    # shown on the supervisor's screen (roster CSV's optional columns, the console's editor)
+    unit: Mapped[str] = mapped_column(String(120), default="", server_default="")
+    station: Mapped[str] = mapped_column(String(120), default="", server_default="")
+    # a file name under $VERIFYLINE_HOME/photos/, or null
+    photo: Mapped[str | None] = mapped_column(String(200), nullable=True)
 
 
 class Supervisor(Base):
@@ -148,18 +154,45 @@ class Supervisor(Base):
     paused: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     signed_out: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     pause_reason: Mapped[str] = mapped_column(String(40), default="", server_default="")
+    # the console user who took this desk (screen-pop, outcome); null: a phone-only desk
+    console_user: Mapped[str | None] = mapped_column(String(80), nullable=True)
+    console_since: Mapped[datetime | None] = _ts()
+    # what the line last said about the desk (DeskState values), for the dashboard
+    state: Mapped[str] = mapped_column(String(20), default="unknown", server_default="unknown")
+    state_since: Mapped[datetime | None] = _ts()
+    # the call whose outcome the desk still owes (VERIFYLINE_OUTCOME_REQUIRED): while set the
+    # line offers the desk no call; the outcome (or an admin's release) clears it
+    wrapup_channel: Mapped[str | None] = mapped_column(String(150), nullable=True)
+    # the last call the desk answered that has ended (tells the line its wrap-up was written)
+    last_channel: Mapped[str | None] = mapped_column(String(150), nullable=True)
+
+
+class EncounterKind(enum.StrEnum):
+    CALL = "call"  # opened by a caller's call (the reference they were read)
+    DEVICE = "device"  # pre-registered by the officer's device (API), before anyone called
 
 
 class Encounter(Base):
     """A member of the public meeting an officer; calls about it are logged against it."""
 
     __tablename__ = "encounter"
+    __table_args__ = (Index("ix_encounter_officer_open", "officer_id", "closed_at"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     reference: Mapped[str] = mapped_column(String(12), unique=True)
     officer_id: Mapped[int | None] = mapped_column(ForeignKey("officer.id"), nullable=True)
     caller_number: Mapped[str | None] = mapped_column(CALLER_NUMBER, nullable=True)
     opened_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    kind: Mapped[str] = mapped_column(String(10), default=EncounterKind.CALL.value,
+                                      server_default=EncounterKind.CALL.value)
+    # a pre-registration's: where, why, from which device; closed by the device (or on expiry)
+    place: Mapped[str | None] = mapped_column(Text, nullable=True)
+    latitude: Mapped[float | None] = mapped_column(Float, nullable=True)
+    longitude: Mapped[float | None] = mapped_column(Float, nullable=True)
+    purpose: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # device_token.id (no foreign key: adding one would make SQLite copy the table)
+    device_token_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    closed_at: Mapped[datetime | None] = _ts()
 
     officer: Mapped[Officer | None] = relationship()
     calls: Mapped[list[Call]] = relationship(back_populates="encounter")
@@ -172,12 +205,22 @@ _result_enum = Enum(
 
 class Call(Base):
     __tablename__ = "call"
-    __table_args__ = (Index("ix_call_started_at", "started_at"),)
+    # the console's encounter search filters by these and orders by started_at
+    __table_args__ = (Index("ix_call_started_at", "started_at"),
+                      Index("ix_call_caller_number", "caller_number"),
+                      Index("ix_call_digits_entered", "digits_entered", "started_at"),
+                      Index("ix_call_outcome", "outcome", "started_at"),
+                      Index("ix_call_supervisor_id", "supervisor_id", "started_at"),
+                      Index("ix_call_encounter_id", "encounter_id"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     # Asterisk's uniqueid of the caller's channel: ties ARI events and fallback spool lines
     # to exactly one row.
     channel_id: Mapped[str] = mapped_column(String(150), unique=True)
+    # the reference the caller was read: their encounter's, unless the call was attached to
+    # an officer's pre-registered encounter (then that encounter has its own)
+    reference: Mapped[str] = mapped_column(String(14), index=True, default="",
+                                           server_default="")
     encounter_id: Mapped[int] = mapped_column(ForeignKey("encounter.id"))
     caller_number: Mapped[str | None] = mapped_column(CALLER_NUMBER, nullable=True)
     digits_entered: Mapped[str] = mapped_column(String(80), default="")
@@ -199,6 +242,8 @@ class Call(Base):
     state: Mapped[str] = mapped_column(String(40), default="new")
     desk_channel_id: Mapped[str | None] = mapped_column(String(150), nullable=True)
     bridge_id: Mapped[str | None] = mapped_column(String(150), nullable=True)
+    # the latest entry of the call's outcomes (CallOutcome), kept here for the search
+    outcome: Mapped[str | None] = mapped_column(String(30), nullable=True)
 
     encounter: Mapped[Encounter] = relationship(back_populates="calls")
     supervisor: Mapped[Supervisor | None] = relationship()
@@ -257,3 +302,115 @@ class StoreNotice(Base):
     detail: Mapped[str] = mapped_column(Text)
     fix: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class Outcome(enum.StrEnum):
+    """What the supervisor concluded (the console's outcome form, docs/console.md)."""
+
+    VERIFIED = "verified"
+    NOT_VERIFIED = "not_verified"
+    ESCALATED = "escalated"  # the officer's conduct was escalated
+    ADVICE_GIVEN = "advice_given"
+    CALLER_LEFT = "caller_left"  # the caller left before verification
+
+
+class CallOutcome(Base):
+    """Append-only: each outcome a supervisor recorded for a call; a correction is a new
+    row (the latest is the call's outcome, copied to ``call.outcome``)."""
+
+    __tablename__ = "call_outcome"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    call_id: Mapped[int] = mapped_column(ForeignKey("call.id"), index=True)
+    at: Mapped[datetime] = mapped_column(UtcDateTime())
+    outcome: Mapped[str] = mapped_column(String(30))
+    note: Mapped[str] = mapped_column(Text, default="", server_default="")
+    by_user: Mapped[str] = mapped_column(String(80))
+    desk: Mapped[str | None] = mapped_column(String(80), nullable=True)
+
+
+class Role(enum.StrEnum):
+    SUPERVISOR = "supervisor"  # answers calls, records outcomes
+    ADMIN = "admin"  # also roster, users, device tokens, releasing desks
+    AUDITOR = "auditor"  # reads everything and the audit log, changes nothing
+
+
+class User(Base):
+    """A console account."""
+
+    __tablename__ = "console_user"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(80), unique=True)
+    display_name: Mapped[str] = mapped_column(String(200), default="", server_default="")
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(20))
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    last_login_at: Mapped[datetime | None] = _ts()
+
+
+class LoginFailure(Base):
+    """A failed sign-in, for throttling per account and per address across every worker."""
+
+    __tablename__ = "login_failure"
+    __table_args__ = (Index("ix_login_failure_username", "username", "at"),
+                      Index("ix_login_failure_address", "address", "at"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(UtcDateTime())
+    username: Mapped[str] = mapped_column(String(80))
+    address: Mapped[str] = mapped_column(String(64))
+
+
+class AuditEntry(Base):
+    """Who did or saw what, when: every view of an encounter, recording or officer record,
+    every change (with before/after). Append-only."""
+
+    __tablename__ = "audit"
+    __table_args__ = (Index("ix_audit_at", "at"), Index("ix_audit_actor", "actor", "at"),
+                      Index("ix_audit_target", "target", "at"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(UtcDateTime())
+    actor: Mapped[str] = mapped_column(String(80))  # a username, "cli", or "token:<prefix>"
+    action: Mapped[str] = mapped_column(String(40))
+    target: Mapped[str] = mapped_column(String(120), default="", server_default="")
+    address: Mapped[str] = mapped_column(String(64), default="", server_default="")
+    detail: Mapped[dict[str, object]] = mapped_column(JSON, default=dict)
+
+
+class DeviceToken(Base):
+    """An officer's device's bearer token for the pre-registration API (only its SHA-256 is
+    kept; the token itself is shown once, when created)."""
+
+    __tablename__ = "device_token"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(12))  # the token's first characters, to tell
+    officer_id: Mapped[int] = mapped_column(ForeignKey("officer.id"))
+    label: Mapped[str] = mapped_column(String(120), default="", server_default="")
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    created_by: Mapped[str] = mapped_column(String(80))
+    revoked_at: Mapped[datetime | None] = _ts()
+    last_used_at: Mapped[datetime | None] = _ts()
+
+    officer: Mapped[Officer] = relationship()
+
+
+class ConsoleCommand(Base):
+    """A request from the console that only the line can carry out (e.g. call a caller back
+    from a desk): the app claims it (claimed_at) and writes what happened (done_at, result)."""
+
+    __tablename__ = "console_command"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(UtcDateTime())
+    kind: Mapped[str] = mapped_column(String(20))  # "callback"
+    desk: Mapped[str] = mapped_column(String(80))
+    callback_id: Mapped[int | None] = mapped_column(ForeignKey("callback.id"), nullable=True)
+    requested_by: Mapped[str] = mapped_column(String(80))
+    claimed_at: Mapped[datetime | None] = _ts()
+    done_at: Mapped[datetime | None] = _ts()
+    result: Mapped[str] = mapped_column(String(200), default="", server_default="")
