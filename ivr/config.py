@@ -146,6 +146,10 @@ class Settings:
     # pairs (a tuple keeps the settings hashable); a desk without one has none
     desk_passwords: tuple[tuple[str, str], ...] = ()
     cache_dir: Path = field(default_factory=lambda: default_cache_dir(os.environ))
+    # the supervisors' console (docs/console.md)
+    console_port: int = 8080
+    console_secret: str = ""  # generated and kept under home when unset (with_secrets)
+    idle_timeout: float = 900.0  # a console session idle this long must sign in again
 
     def desk_password(self, desk: str) -> str | None:
         """The password set for this desk phone, or None (there is no default)."""
@@ -225,6 +229,9 @@ class Settings:
             desk_passwords=tuple((desk, env[desk_password_variable(desk)]) for desk in desks
                                  if env.get(desk_password_variable(desk))),
             cache_dir=Path(env.get("VERIFYLINE_CACHE") or default_cache_dir(env)),
+            console_port=_int(env, "VERIFYLINE_CONSOLE_PORT", base.console_port, 1, 65535),
+            console_secret=env.get("VERIFYLINE_CONSOLE_SECRET") or base.console_secret,
+            idle_timeout=_seconds(env, "VERIFYLINE_IDLE_TIMEOUT", base.idle_timeout),
         )
         if not settings.overflow_uri.startswith("sip:"):
             raise ConfigError("VERIFYLINE_OVERFLOW_URI must be a sip: URI")
@@ -233,16 +240,30 @@ class Settings:
         return settings
 
     def with_secrets(self) -> Settings:
-        """Return these settings with the ARI password filled in, generating and keeping one."""
-        if self.ari_password:
-            return self
-        path = self.home / "ari-password"
+        """Return these settings with the ARI password and the console's session secret
+        filled in, generating and keeping each (mode 0600) the first time it is needed."""
+        return replace(self,
+                       ari_password=self.ari_password or self._kept_secret("ari-password"),
+                       console_secret=(self.console_secret
+                                       or self._kept_secret("console-secret")))
+
+    def _kept_secret(self, name: str) -> str:
+        path = self.home / name
         if not path.exists():
             self.home.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            # written aside, then linked in place: a process reading it at the same moment
+            # sees the whole secret or none (and a second writer loses the link, not the race)
+            tmp = path.with_name(f".{name}.{os.getpid()}.{secrets.token_hex(4)}")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "w") as f:
-                f.write(secrets.token_urlsafe(24) + "\n")
-        password = path.read_text().strip()
-        if not password:
-            raise ConfigError(f"{path} is empty: delete it and a new password will be generated")
-        return replace(self, ari_password=password)
+                f.write(secrets.token_urlsafe(32) + "\n")
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                pass
+            finally:
+                tmp.unlink()
+        value = path.read_text().strip()
+        if not value:
+            raise ConfigError(f"{path} is empty: delete it and a new secret will be generated")
+        return value

@@ -3,7 +3,8 @@
     VerifyLineError
     ├── ConfigError          a setting is missing or malformed
     ├── RosterImportError    a roster file has bad rows (nothing was imported)
-    └── StoreError           the database cannot be reached or migrated
+    ├── StoreError           the database cannot be reached or migrated
+    └── ConsoleError         a console or API request the domain refuses (a stable error id)
 """
 
 from __future__ import annotations
@@ -29,3 +30,15 @@ class RosterImportError(VerifyLineError):
 
 class StoreError(VerifyLineError):
     """The database cannot be reached or migrated."""
+
+
+class ConsoleError(VerifyLineError):
+    """A request from the console, the API or the CLI that the domain refuses, with nothing
+    written. ``error_id`` is part of the console's contract (docs/console.md): it never
+    changes meaning; ``status`` is the HTTP status it maps to."""
+
+    def __init__(self, error_id: str, message: str, status: int = 422) -> None:
+        super().__init__(message)
+        self.error_id = error_id
+        self.message = message
+        self.status = status

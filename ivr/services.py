@@ -15,10 +15,12 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from ivr import calllog, roster
+from ivr import accounts, audit, calllog, roster
+from ivr.accounts import UserView
 from ivr.callflow import FlowSettings
 from ivr.config import Settings
 from ivr.entities import CallData
+from ivr.exceptions import ConsoleError
 from ivr.models import Call, CallPath
 from ivr.store import Store
 from ivr.telephony import LookupResult
@@ -107,3 +109,51 @@ def open_calls(store: Store) -> list[CallData]:
         rows = s.scalars(select(Call).where(Call.ended_at.is_(None), Call.path == CallPath.ARI)
                          .order_by(Call.id))
         return [calllog.data_from_row(r) for r in rows]
+
+
+# --- the console's accounts ----------------------------------------------------------------
+
+
+def add_user(store: Store, username: str, password: str, role: str,
+             display_name: str = "") -> UserView:
+    """A new console account (``verifyline users add``, an admin on the console)."""
+    with store.session() as s:
+        return accounts.add_user(s, username, password, role, display_name)
+
+
+def authenticate(store: Store, username: str, password: str, address: str) -> UserView:
+    """Sign-in: the account, or ConsoleError login_failed (401) / login_throttled (429)."""
+    with store.session() as s:
+        found = accounts.authenticate(s, username, password, address)
+    if isinstance(found, ConsoleError):
+        raise found
+    return found
+
+
+def user(store: Store, user_id: int) -> UserView | None:
+    with store.session() as s:
+        return accounts.get_user(s, user_id)
+
+
+def users(store: Store) -> list[UserView]:
+    with store.session() as s:
+        return accounts.list_users(s)
+
+
+# --- the audit log -------------------------------------------------------------------------
+
+
+def record_audit(store: Store, actor: str, action: str, target: str = "", address: str = "",
+                 **detail: object) -> None:
+    """Log who did or saw what (every view of an encounter, recording or officer record,
+    every change with its before/after)."""
+    with store.session() as s:
+        audit.record(s, actor, action, target, address, detail)
+
+
+def audit_search(store: Store, actor: str | None = None, action: str | None = None,
+                 target: str | None = None, since: datetime | None = None,
+                 until: datetime | None = None, page: int = 1, per_page: int = 50
+                 ) -> tuple[list[dict[str, object]], int]:
+    with store.session() as s:
+        return audit.search(s, actor, action, target, since, until, page, per_page)
