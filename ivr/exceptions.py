@@ -3,7 +3,8 @@
     VerifyLineError
     ├── ConfigError          a setting is missing or malformed
     ├── RosterImportError    a roster file has bad rows (nothing was imported)
-    └── StoreError           the database cannot be reached or migrated
+    ├── StoreError           the database cannot be reached or migrated
+    └── ConsoleError         a console/API request the line refuses (stable error id + status)
 """
 
 from __future__ import annotations
@@ -29,3 +30,15 @@ class RosterImportError(VerifyLineError):
 
 class StoreError(VerifyLineError):
     """The database cannot be reached or migrated."""
+
+
+class ConsoleError(VerifyLineError):
+    """A request from the console (or the API) the line refuses: ``error_id`` is the stable id
+    the contract names (docs/console.md), ``status`` the HTTP status it maps to. Raised
+    before anything is written, so a refused request changes nothing."""
+
+    def __init__(self, error_id: str, message: str, status: int) -> None:
+        self.error_id = error_id
+        self.message = message
+        self.status = status
+        super().__init__(message)
