@@ -147,8 +147,8 @@ def release(session: Session, desk: str) -> None:
 def views(session: Session) -> list[DeskView]:
     sups = list(session.scalars(select(Supervisor).order_by(Supervisor.desk)))
     owed = [s.wrapup_channel for s in sups if s.wrapup_channel]
-    refs = dict(session.execute(select(Call.channel_id, Call.reference).where(
-        Call.channel_id.in_(owed))).tuples().all()) if owed else {}
+    refs = {channel: ref for channel, ref in session.execute(
+        select(Call.channel_id, Call.reference).where(Call.channel_id.in_(owed)))}
     return [DeskView(desk=s.desk, state=s.state, state_since=s.state_since, paused=s.paused,
                      signed_out=s.signed_out, pause_reason=s.pause_reason,
                      console_user=s.console_user, wrapup_channel=s.wrapup_channel,
