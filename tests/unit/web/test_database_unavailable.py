@@ -50,6 +50,17 @@ def test_given_signed_in_when_database_down_then_page_says_so_and_after_it_carri
     assert client.get("/").status_code == 200  # still signed in
 
 
+def test_given_signed_in_when_database_down_then_the_stylesheet_still_loads(
+        client: FlaskClient, outage: Outage) -> None:
+    sign_in(client, "supervisor")
+
+    with outage():
+        response = client.get("/static/console.css")
+
+    assert response.status_code == 200 and b"body" in response.data
+    response.close()
+
+
 def test_given_signed_in_when_database_down_then_json_clients_get_the_id(
         client: FlaskClient, outage: Outage) -> None:
     sign_in(client, "admin")
