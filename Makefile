@@ -8,7 +8,9 @@ VENV := .venv
 VL := $(VENV)/bin/verifyline
 APT_OPTS := -o Acquire::Check-Valid-Until=false -o Dpkg::Use-Pty=0
 # host command -> Debian package that provides it
-HOST_TOOLS := debootstrap:debootstrap sipp:sip-tester curl:curl ps:procps
+# (chromium + chromedriver: the console's browser tests, tests/e2e/browser.py)
+HOST_TOOLS := debootstrap:debootstrap sipp:sip-tester curl:curl ps:procps chromium:chromium \
+	chromedriver:chromium-driver
 PYTEST_ARGS ?=
 # end-to-end tests run in parallel workers, each with a lab (Asterisk + app) on ports of its own
 # (tests/e2e/ports.py); most of their time is real-time waiting, not CPU
@@ -19,7 +21,8 @@ PYTEST := $(VENV)/bin/python -m pytest
 	doctor clean
 
 help:
-	@echo "make up      install what is needed, start the line on loopback with a demo roster"
+	@echo "make up      install what is needed, start the line and its console on loopback with"
+	@echo "             a demo roster; prints the console's URL and the demo supervisor's login"
 	@echo "make test    the whole suite: lint, unit tests on SQLite and PostgreSQL, end-to-end"
 	@echo "             tests on real Asterisk (PostgreSQL; the sqlite_too ones on SQLite too)"
 	@echo "             (make unit / unit-pg: unit tests only)"

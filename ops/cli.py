@@ -6,6 +6,8 @@ import argparse
 import asyncio
 import json
 import logging
+import os
+import secrets
 import shutil
 import signal
 import sys
@@ -16,9 +18,10 @@ from ari_app.client import AriClient
 from ari_app.service import LineService
 from ivr import callers, calllog, roster, services
 from ivr.config import Settings
-from ivr.exceptions import VerifyLineError
+from ivr.exceptions import ConsoleError, VerifyLineError
+from ivr.models import Role
 from ivr.store import Store, is_migrated, notices
-from ops import lab
+from ops import console, lab
 from ops.supervise import Supervisor
 
 DEMO_ROSTER = Path(__file__).resolve().parents[1] / "ivr" / "demo_roster.csv"
@@ -77,7 +80,48 @@ def cmd_supervise(args: argparse.Namespace) -> int:
     return Supervisor(argv, settings.run_dir / "app.pid").run()
 
 
+def cmd_console(args: argparse.Namespace) -> int:
+    """Serve the supervisors' console with gunicorn in the foreground until SIGTERM/SIGINT."""
+    settings = _settings()  # generates the session secret once, before any worker reads it
+    if args.port is not None:
+        if not 1 <= args.port <= 65535:
+            raise VerifyLineError(f"--port {args.port}: give a port from 1 to 65535")
+        os.environ["VERIFYLINE_CONSOLE_PORT"] = str(args.port)
+    # the schema first, as every command does: no worker serves a request on an old one
+    _store(settings).dispose()
+    argv = console.gunicorn_argv(settings, args.port)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # exec, not a child: the PID that `lab up` keeps and signals is gunicorn's master
+    os.execv(argv[0], argv)
+
+
 # --- lab -----------------------------------------------------------------------------------
+
+DEMO_USER = "demo"
+DEMO_PASSWORD_BYTES = 12  # 16 URL-safe characters
+
+
+def _demo_supervisor(settings: Settings) -> str:
+    """Create the lab's demo supervisor unless it exists; what to print about it. The password
+    is shown this once: only its hash is stored."""
+    store = _store(settings)
+    try:
+        if all(u.username != DEMO_USER for u in services.users(store)):
+            password = secrets.token_urlsafe(DEMO_PASSWORD_BYTES)
+            try:
+                services.add_user(store, DEMO_USER, password, Role.SUPERVISOR.value,
+                                  display_name="Demo supervisor")
+            except ConsoleError as exc:
+                if exc.error_id != "user_exists":  # else: a second `lab up` at the same time
+                    raise
+            else:
+                return (f"  Sign in:      {DEMO_USER} / {password}   (a supervisor; shown this "
+                        "once: only its hash is stored, it is never printed again)")
+        return (f"  Sign in:      {DEMO_USER} (exists: its password was printed when 'lab up' "
+                "created it and is not stored in clear)")
+    finally:
+        store.dispose()
 
 
 def _how_to_call(settings: Settings) -> str:
@@ -109,8 +153,11 @@ def cmd_lab_up(args: argparse.Namespace) -> int:
             n = roster.replace_roster(s, roster.parse_csv(DEMO_ROSTER.read_text()))
         print(f"demo roster loaded ({n} officers)")
     print(f"Asterisk pid {lab.read_pid(inst.asterisk_pidfile)}, "
-          f"app pid {lab.read_pid(inst.app_pidfile)}; logs in {settings.log_dir}")
+          f"app pid {lab.read_pid(inst.app_pidfile)}, "
+          f"console pid {lab.read_pid(inst.console_pidfile)}; logs in {settings.log_dir}")
     print(_how_to_call(settings))
+    print(f"  Console:      {console.url(settings)}/")
+    print(_demo_supervisor(settings))
     return 0
 
 
@@ -158,6 +205,8 @@ def cmd_lab_status(args: argparse.Namespace) -> int:
         "supervisor_pid": lab.read_pid(inst.supervisor_pidfile),
         "ari_ready": lab.ari_ready(settings),
         "app_connected": lab.app_connected(inst),
+        "console_pid": lab.read_pid(inst.console_pidfile),
+        "console_answers": lab.console_answers(settings),
         "instance": str(inst.outside),
     }, indent=2))
     return 0
@@ -308,6 +357,16 @@ def cmd_doctor(args: argparse.Namespace) -> int:
             check("desk phones", True, f"registered: {', '.join(desks) or 'none'}")
         except (VerifyLineError, OSError) as exc:
             check("desk phones", False, str(exc), "see the Asterisk log")
+    console_pid = lab.read_pid(inst.console_pidfile)
+    status = console.probe(settings)
+    where = console.url(settings) + (f" (pid {console_pid})" if console_pid else "")
+    check("console", status == 200,
+          f"{where} answers" if status == 200 else
+          f"{where} answers {status}: it cannot read the database" if status is not None else
+          f"{where} does not answer",
+          "start it with 'verifyline lab up' (or 'verifyline console' in the foreground); "
+          f"log: {inst.console_log}" if status is None else
+          f"check the database (below) and {inst.console_log}")
     try:
         store = Store(settings.db_url)
         migrated = is_migrated(store.engine)
@@ -346,9 +405,14 @@ def build_parser() -> argparse.ArgumentParser:
                     "run the ARI app and restart it within 2 s if it dies (what lab up runs)")
     supervise.add_argument("-v", "--verbose", action="store_true")
 
+    con = add(sub, "console", cmd_console,
+              "serve the supervisors' console (gunicorn) on loopback in the foreground")
+    con.add_argument("--port", type=int, help="instead of VERIFYLINE_CONSOLE_PORT (8080)")
+
     lab_p = sub.add_parser("lab", help="the local Asterisk lab").add_subparsers(
         dest="lab_command", required=True)
-    up = add(lab_p, "up", cmd_lab_up, "start Asterisk and the app; return once calls are answered")
+    up = add(lab_p, "up", cmd_lab_up,
+             "start Asterisk, the app and the console; return once calls are answered")
     up.add_argument("--demo", action="store_true", help="load the demo roster too")
     add(lab_p, "down", cmd_lab_down, "stop what 'lab up' started")
     add(lab_p, "status", cmd_lab_status, "print the lab's processes as JSON")
@@ -391,7 +455,7 @@ def build_parser() -> argparse.ArgumentParser:
     cb.add_argument("--by", default="cli", help="who made the callback")
     cb.add_argument("--json", action="store_true")
 
-    add(sub, "doctor", cmd_doctor, "check Asterisk, ARI, the app and the database")
+    add(sub, "doctor", cmd_doctor, "check Asterisk, ARI, the app, the console and the database")
     return p
 
 

@@ -1,4 +1,5 @@
-"""The Asterisk lab: render the instance config, start and stop Asterisk and the ARI app.
+"""The Asterisk lab: render the instance config, start and stop Asterisk, the ARI app and the
+console.
 
 Asterisk runs from a cached Debian sid chroot (see asterisk/provision.sh) with plain ``chroot``,
 bound to loopback. Each ``VERIFYLINE_HOME`` gets its own instance folder inside the chroot, so
@@ -27,6 +28,7 @@ from ari_app.client import AriClient
 from ivr import prompts
 from ivr.config import Settings, desk_password_variable
 from ivr.exceptions import VerifyLineError
+from ops import console
 
 REPO = Path(__file__).resolve().parents[1]
 PROVISION = REPO / "asterisk" / "provision.sh"
@@ -115,6 +117,16 @@ class Instance:
     @property
     def supervisor_pidfile(self) -> Path:
         return self.run_dir / "supervisor.pid"
+
+    @property
+    def console_pidfile(self) -> Path:
+        """The console's gunicorn master (``verifyline console`` execs it)."""
+        return self.run_dir / "console.pid"
+
+    @property
+    def console_log(self) -> Path:
+        """gunicorn's access and error log."""
+        return self.settings.log_dir / "console.log"
 
     @property
     def asterisk_log(self) -> Path:
@@ -473,17 +485,53 @@ def stop_app(inst: Instance) -> bool:
     return supervisor or app
 
 
+def console_answers(settings: Settings) -> bool:
+    """The console answers ``GET /healthz`` with 200 (it serves pages and reads the store)."""
+    return console.probe(settings) == 200
+
+
+def start_console(inst: Instance) -> bool:
+    """Start the console (gunicorn, ``verifyline console``) unless it runs; wait until
+    ``GET /healthz`` answers 200."""
+    settings = inst.settings
+    log_path = inst.console_log
+    what = f"console {console.url(settings)}/healthz"
+    if read_pid(inst.console_pidfile) is not None:
+        _wait(what, lambda: console_answers(settings), 30, (inst.console_pidfile, str(log_path)))
+        return False
+    if console.probe(settings) is not None:
+        raise LabError(f"something else already answers on {console.url(settings)} (another "
+                       "lab's console?); stop it or choose another VERIFYLINE_CONSOLE_PORT")
+    env = dict(os.environ)
+    env["VERIFYLINE_HOME"] = str(settings.home)
+    env["VERIFYLINE_ARI_PASSWORD"] = settings.ari_password
+    env["VERIFYLINE_CONSOLE_PORT"] = str(settings.console_port)
+    # `verifyline console` execs gunicorn: the PID is the gunicorn master's
+    pid = _spawn([sys.executable, "-m", "ops", "console"], log_path, env)
+    inst.console_pidfile.write_text(f"{pid}\n")
+    _wait(what, lambda: console_answers(settings), 30, (inst.console_pidfile, str(log_path)))
+    return True
+
+
+def stop_console(inst: Instance) -> bool:
+    """TERM the gunicorn master (its workers finish within its graceful timeout), then KILL."""
+    return stop_pid(inst.console_pidfile)
+
+
 def stop_asterisk(inst: Instance) -> bool:
     return stop_pid(inst.asterisk_pidfile, timeout=15)
 
 
 def up(settings: Settings) -> Instance:
-    """Start Asterisk and the app (idempotent); return once a call would be answered."""
+    """Start Asterisk, the app and the console (idempotent); return once a call would be
+    answered and the console answers."""
     inst = instance(settings)
     if not chroot_ready(inst.root):
         provision(settings)
     start_asterisk(inst)
     start_app(inst)
+    # after the app, which migrates the store; the console migrates too, but need not race it
+    start_console(inst)
     return inst
 
 
@@ -491,6 +539,8 @@ def down(settings: Settings) -> list[str]:
     """Stop exactly what ``up`` started, by PID; return what was stopped."""
     inst = instance(settings)
     stopped = []
+    if stop_console(inst):
+        stopped.append("console")
     if stop_app(inst):
         stopped.append("app")
     if stop_asterisk(inst):

@@ -164,6 +164,10 @@ def init_app(app: Flask) -> None:
     def _idle_timeout() -> BaseResponse | tuple[Response | str, int] | None:
         """A session idle for longer than VERIFYLINE_IDLE_TIMEOUT signs out. The live stream
         does not count as activity (it is the page, not the person)."""
+        if request.endpoint == "static":
+            # a stylesheet or script is no one's activity, and needs no store read (so the
+            # page saying the database is down is still styled)
+            return None
         if not current_user.is_authenticated:
             return None
         seen = float(session.get("seen", 0))

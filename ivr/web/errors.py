@@ -4,8 +4,10 @@ clients that ask for it, an HTML page otherwise. Nothing is written when a reque
 
 from __future__ import annotations
 
-from flask import Flask, Response, jsonify, render_template, request
+from flask import Flask, Response, current_app, g, jsonify, render_template, request
 from flask_wtf.csrf import CSRFError
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
 from ivr.exceptions import ConsoleError
@@ -30,7 +32,32 @@ def refusal(error_id: str, message: str, status: int) -> tuple[Response | str, i
                            status=status), status
 
 
+# what the driver raises while the database server is down, restarting or unreachable (not a
+# bug of ours: a constraint violation, say, stays a 500)
+DATABASE_DOWN: tuple[type[Exception], ...] = (OperationalError, InterfaceError, PoolTimeout)
+
+
+def database_unavailable(exc: Exception) -> tuple[Response | str, int]:
+    """503 database_unavailable: a clear page (or JSON), never a stack trace; the session is
+    kept, so a reload once the database is back carries on."""
+    current_app.logger.warning("database unavailable for %s %s: %s", request.method,
+                               request.path, type(exc).__name__)
+    # the page's frame asks who is signed in, which would read the store again: render it as
+    # for a visitor (flask-login's per-request cache of the user)
+    g._login_user = current_app.login_manager.anonymous_user()  # type: ignore[attr-defined]
+    body, status = refusal("database_unavailable",
+                           "The database cannot be reached just now, so nothing was shown or "
+                           "saved. The console carries on by itself when it is back: reload "
+                           "this page in a few seconds.", 503)
+    response = current_app.make_response((body, status))
+    response.headers["Retry-After"] = "5"
+    return response, status
+
+
 def init_app(app: Flask) -> None:
+    for kind in DATABASE_DOWN:
+        app.register_error_handler(kind, database_unavailable)
+
     @app.errorhandler(ConsoleError)
     def _console_error(exc: ConsoleError) -> tuple[Response | str, int]:
         return refusal(exc.error_id, exc.message, exc.status)

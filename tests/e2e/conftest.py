@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,8 +21,9 @@ from ivr import calllog
 from ivr.config import Settings
 from ivr.models import Call as CallRow
 from ivr.store import Store
-from ops import lab
+from ops import console, lab
 from tests.e2e import ports
+from tests.e2e.browser import PHASE_REPORTS, Browser, open_browser
 from tests.e2e.phones import Caller, DeskPhone
 from tests.e2e.rtp import RtpPhone
 
@@ -32,6 +33,7 @@ DEMO_ROSTER = REPO / "ivr" / "demo_roster.csv"
 LAB_ENV = {
     "VERIFYLINE_SIP_PORT": str(ports.SIP_PORT),
     "VERIFYLINE_ARI_PORT": str(ports.ARI_PORT),
+    "VERIFYLINE_CONSOLE_PORT": str(ports.CONSOLE_PORT),
     "VERIFYLINE_RTP_PORTS": ports.RTP_PORTS,
     "VERIFYLINE_FIRST_DIGIT_TIMEOUT": "2",
     "VERIFYLINE_INTER_DIGIT_TIMEOUT": "3",
@@ -76,6 +78,11 @@ class Lab:
     def instance(self) -> lab.Instance:
         return lab.instance(self.settings)
 
+    @property
+    def console_url(self) -> str:
+        """The lab's console (gunicorn, started by ``lab up``), without a trailing slash."""
+        return console.url(self.settings)
+
     def verifyline(self, *args: str, env: dict[str, str] | None = None) -> str:
         """Run the real CLI, as outside tools do (``env``: extra settings)."""
         result = subprocess.run([sys.executable, "-m", "ops", *args],
@@ -118,6 +125,19 @@ class Lab:
         """Restart the app with these VERIFYLINE_* settings changed (None: back to the lab's)."""
         inst = self.instance
         lab.stop_app(inst)
+        self._set_env(settings)
+        lab.start_app(inst)
+        poll("the app back", lambda: lab.app_connected(inst))
+
+    def restart_console(self, **settings: str | None) -> None:
+        """Restart the console with these VERIFYLINE_* settings changed (None: back to the
+        lab's); returns once it answers /healthz with 200."""
+        inst = self.instance
+        lab.stop_console(inst)
+        self._set_env(settings)
+        lab.start_console(inst)
+
+    def _set_env(self, settings: dict[str, str | None]) -> None:
         for name, value in settings.items():
             if value is None:
                 os.environ.pop(name, None)
@@ -125,8 +145,6 @@ class Lab:
                     os.environ[name] = self.env[name]
             else:
                 os.environ[name] = value
-        lab.start_app(inst)
-        poll("the app back", lambda: lab.app_connected(inst))
 
     def calls(self) -> list[dict[str, Any]]:
         calls: list[dict[str, Any]] = json.loads(self.verifyline("calls", "list", "--json"))
@@ -306,3 +324,23 @@ def listener(the_lab: Lab) -> Iterator[Any]:
         each.phone.close()
         each.sip.kill()
 
+
+
+# --- a real browser at the lab's console -------------------------------------------------
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
+                              ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Keep each phase's report on the test, so the browser fixture knows it failed."""
+    report = yield
+    item.stash.setdefault(PHASE_REPORTS, {})[report.when] = report
+    return report
+
+
+@pytest.fixture
+def browser(the_lab: Lab, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Browser]:
+    """Headless Chromium at the lab's console (tests/e2e/browser.py); a screenshot
+    ``var/artifacts/<test>-failed.png`` if the test fails."""
+    with open_browser(the_lab.console_url, request.node, tmp_path / "chromium") as b:
+        yield b

@@ -2,11 +2,13 @@
 
 Each lab has a slot: the pytest-xdist worker number (``gw0`` -> 0, ``gw1`` -> 1, ...) or
 ``VERIFYLINE_TEST_SLOT`` (a developer running two suites at once). A slot owns the Asterisk
-ports (SIP, ARI, the control room's static contact, the RTP range) and a block of 5000 ports
+ports (SIP, ARI, the control room's static contact, the RTP range), the console's HTTP port
+and a block of 5000 ports
 for the sipp phones it starts, so two slots never meet. The load benchmark's own lab
 (benchmarks/load.py: 61000-65088) is above every block.
 
     slot k:  SIP 25060+100k  control room 25099+100k  ARI 28088+100k  RTP 10000+1000k..+999
+             console 18080+100k
              phones 30000+5000k .. +4999 (desk SIP, desk media, caller SIP, caller media,
              RTP-level callers, fixed helpers)
 """
@@ -32,6 +34,7 @@ SLOT = slot()
 SIP_PORT = 25060 + 100 * SLOT
 OVERFLOW_PORT = 25099 + 100 * SLOT
 ARI_PORT = 28088 + 100 * SLOT
+CONSOLE_PORT = 18080 + 100 * SLOT
 RTP_PORTS = f"{10000 + 1000 * SLOT}-{10999 + 1000 * SLOT}"
 
 _BLOCK = 30000 + 5000 * SLOT

@@ -23,13 +23,15 @@ def run(the_lab: Lab, *args: str) -> subprocess.CompletedProcess[str]:
 
 def test_given_lab_running_when_up_again_then_nothing_restarts(the_lab):
     inst = the_lab.instance
-    before = (lab.read_pid(inst.asterisk_pidfile), lab.read_pid(inst.app_pidfile))
+    pidfiles = (inst.asterisk_pidfile, inst.app_pidfile, inst.console_pidfile)
+    before = [lab.read_pid(p) for p in pidfiles]
 
     result = run(the_lab, "lab", "up")
 
     assert result.returncode == 0, result.stderr
-    assert (lab.read_pid(inst.asterisk_pidfile), lab.read_pid(inst.app_pidfile)) == before
+    assert [lab.read_pid(p) for p in pidfiles] == before and None not in before
     assert f"sip:0800123456@127.0.0.1:{the_lab.settings.sip_port}" in result.stdout
+    assert f"Console:      {the_lab.console_url}/" in result.stdout
 
 
 @pytest.mark.sqlite_too  # the lab's default database
@@ -39,6 +41,7 @@ def test_given_lab_running_when_doctor_then_all_good(the_lab):
     assert result.returncode == 0, result.stdout
     assert "all good" in result.stdout
     assert "ok   ARI app: pid" in result.stdout
+    assert f"ok   console: {the_lab.console_url} (pid " in result.stdout
 
 
 def test_given_app_stopped_when_doctor_then_it_says_how_to_fix_it(the_lab):
