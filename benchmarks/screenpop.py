@@ -43,11 +43,11 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks import load  # noqa: E402
-from ivr import services  # noqa: E402
-from ivr.config import Settings  # noqa: E402
-from ivr.store import Store  # noqa: E402
-from ops import lab  # noqa: E402
+from benchmarks import load
+from ivr import services
+from ivr.config import Settings
+from ivr.store import Store
+from ops import lab
 
 CONSOLE_PORT = 65080
 PASSWORD = "benchmark password"
