@@ -31,7 +31,7 @@ def kind(data: bytes) -> str:
     """'jpg' or 'png' from the content; 422 photo_invalid / 413 photo_too_large otherwise."""
     if len(data) > MAX_BYTES:
         raise ConsoleError("photo_too_large",
-                           f"a photo is at most {MAX_BYTES // (1024 * 1024)} MB", 413)
+                           f"a photo is at most {MAX_BYTES // 1024} KB", 413)
     if data.startswith(_JPEG):
         return "jpg"
     if data.startswith(_PNG):
