@@ -139,3 +139,17 @@ def authenticate(session: Session, username: str, password: str, address: str
     # a success clears the account's failures (not the address's: those throttle guessing)
     session.execute(delete(LoginFailure).where(LoginFailure.username == username))
     return _view(user)
+
+
+def disable_user(session: Session, username: str, by: str) -> UserView:
+    """Disable an account (it can no longer sign in; its sessions end at their next request).
+    404 user_not_found, 409 user_disabled, 409 user_self (no one locks themselves out)."""
+    user = session.scalars(select(User).where(User.username == username)).first()
+    if user is None:
+        raise ConsoleError("user_not_found", f"no user {username!r}", 404)
+    if user.disabled:
+        raise ConsoleError("user_disabled", f"user {username!r} is already disabled", 409)
+    if username == by:
+        raise ConsoleError("user_self", "you cannot disable your own account", 409)
+    user.disabled = True
+    return _view(user)

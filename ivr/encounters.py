@@ -13,16 +13,18 @@ from ivr.models import Encounter, EncounterKind
 
 # how long a pre-registered encounter stays open for calls about its officer
 PREREGISTRATION_HOURS = 12
+OPEN_FOR = timedelta(hours=PREREGISTRATION_HOURS)
 
 
 def open_device_encounter(session: Session, officer_id: int, at: datetime
                           ) -> Encounter | None:
-    """The officer's open pre-registered encounter at ``at`` (not closed, opened within
-    :data:`PREREGISTRATION_HOURS` before it), the newest first; None when there is none."""
-    since = at - timedelta(hours=PREREGISTRATION_HOURS)
+    """The officer's open pre-registered encounter at ``at`` (not closed, opened less than
+    :data:`PREREGISTRATION_HOURS` before it), the newest first; None when there is none.
+    The one rule for "open": the API (ivr.preregistration) and the line's attach both ask it."""
+    since = at - OPEN_FOR
     return session.scalars(
         select(Encounter).where(
             Encounter.officer_id == officer_id, Encounter.kind == EncounterKind.DEVICE.value,
-            Encounter.closed_at.is_(None), Encounter.opened_at >= since,
+            Encounter.closed_at.is_(None), Encounter.opened_at > since,
             Encounter.opened_at <= at)
         .order_by(Encounter.opened_at.desc(), Encounter.id.desc())).first()

@@ -5,6 +5,8 @@
     ├── RosterImportError    a roster file has bad rows (nothing was imported)
     ├── StoreError           the database cannot be reached or migrated
     └── ConsoleError         a console or API request the domain refuses (a stable error id)
+        └── DetailedConsoleError  ... with more for the client (the fields at fault, the
+                                  reference of the encounter already open)
 """
 
 from __future__ import annotations
@@ -42,3 +44,19 @@ class ConsoleError(VerifyLineError):
         self.error_id = error_id
         self.message = message
         self.status = status
+
+
+class DetailedConsoleError(ConsoleError):
+    """A refusal that tells the client more: ``detail`` is merged into the JSON error body
+    (e.g. ``{"fields": {"place": "required"}}`` or ``{"reference": "123456"}``)."""
+
+    def __init__(self, error_id: str, message: str, status: int = 422,
+                 **detail: object) -> None:
+        super().__init__(error_id, message, status)
+        self.detail = detail
+
+
+def invalid_fields(error_id: str, fields: dict[str, str]) -> DetailedConsoleError:
+    """422 naming each field at fault and why (the message lists them too)."""
+    message = "; ".join(f"{name}: {why}" for name, why in fields.items())
+    return DetailedConsoleError(error_id, message, 422, fields=fields)

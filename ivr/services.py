@@ -15,8 +15,19 @@ from pathlib import Path
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, select, update
+from sqlalchemy.orm import Session
 
-from ivr import accounts, audit, callers, calllog, encounters, roster
+from ivr import (
+    accounts,
+    audit,
+    callers,
+    calllog,
+    encounters,
+    photos,
+    preregistration,
+    roster,
+    tokens,
+)
 from ivr import desks as desk_room
 from ivr.accounts import UserView
 from ivr.callflow import FlowSettings
@@ -32,11 +43,14 @@ from ivr.models import (
     CallOutcome,
     CallPath,
     ConsoleCommand,
+    DeviceToken,
+    Officer,
     Outcome,
     Supervisor,
 )
 from ivr.store import Store, notify
 from ivr.telephony import LookupResult
+from ivr.tokens import TokenView
 
 # a supervisor's availability action (feature code *51..*54, `verifyline supervisors ...`,
 # the console) -> (paused, signed out)
@@ -201,10 +215,25 @@ def open_calls(store: Store) -> list[CallData]:
 
 
 def add_user(store: Store, username: str, password: str, role: str,
-             display_name: str = "") -> UserView:
-    """A new console account (``verifyline users add``, an admin on the console)."""
+             display_name: str = "", *, actor: str | None = None, address: str = ""
+             ) -> UserView:
+    """A new console account (``verifyline users add``, an admin on the console); audited
+    (``user_add``) in the same transaction when ``actor`` is given."""
     with store.session() as s:
-        return accounts.add_user(s, username, password, role, display_name)
+        made = accounts.add_user(s, username, password, role, display_name)
+        if actor is not None:
+            audit.record(s, actor, "user_add", f"user:{made.username}", address,
+                         {"role": made.role.value, "display_name": made.display_name})
+        return made
+
+
+def disable_user(store: Store, username: str, actor: str, address: str = "") -> UserView:
+    """Disable an account (audited ``user_disable``)."""
+    with store.session() as s:
+        done = accounts.disable_user(s, username, actor)
+        audit.record(s, actor, "user_disable", f"user:{username}", address,
+                     {"before": {"disabled": False}, "after": {"disabled": True}})
+        return done
 
 
 def authenticate(store: Store, username: str, password: str, address: str) -> UserView:
@@ -289,3 +318,183 @@ def callback_progress(store: Store, command_id: int, kind: str,
                 detail["result"] = result
             s.add(CallEvent(call_id=cb.call_id, at=now(), kind=kind, detail=detail))
             notify(s)
+
+
+# --- the roster, on the console --------------------------------------------------------------
+
+
+def import_roster(store: Store, text: str, actor: str, address: str = "") -> dict[str, int]:
+    """Replace the roster with a CSV (the CLI's importer: a bad row fails the whole file with
+    RosterImportError and nothing is written); audited ``roster_import`` with its counts."""
+    rows = roster.parse_csv(text)
+    with store.session() as s:
+        counts = roster.import_counts(s, rows)
+        roster.replace_roster(s, rows)
+        audit.record(s, actor, "roster_import", "roster", address, counts)
+    return counts
+
+
+def officers(store: Store, query: str = "", limit: int = 200) -> list[dict[str, object]]:
+    """Officers matching a warrant number (prefix) or name (part), by warrant number."""
+    at = now()
+    with store.session() as s:
+        return [roster.officer_json(o, at) for o in roster.search(s, query, limit)]
+
+
+def _officer(session: Session, officer_id: int) -> Officer:
+    found = session.get(Officer, officer_id)
+    if found is None:
+        raise ConsoleError("officer_not_found", f"no officer with id {officer_id}", 404)
+    return found
+
+
+def officer(store: Store, officer_id: int, viewer: str, address: str = "",
+            audited: bool = True) -> dict[str, object]:
+    """One officer's record; the view is audited (``view_officer``) unless ``audited`` is
+    off (the editor re-showing a form the same user just opened)."""
+    with store.session() as s:
+        found = _officer(s, officer_id)
+        if audited:
+            audit.record(s, viewer, "view_officer", f"officer:{found.warrant_number}", address)
+        return roster.officer_json(found, now())
+
+
+def edit_officer(store: Store, officer_id: int, edit: roster.OfficerEdit, actor: str,
+                 address: str = "") -> dict[str, object]:
+    """Change an officer's record (the line's next lookup sees it); audited ``officer_edit``
+    with the changed fields' before and after. 422 officer_invalid names bad fields."""
+    values = roster.parse_edit(edit)
+    with store.session() as s:
+        found = _officer(s, officer_id)
+        before, after = roster.apply_edit(found, values)
+        if after:
+            audit.record(s, actor, "officer_edit", f"officer:{found.warrant_number}", address,
+                         {"before": before, "after": after})
+        return roster.officer_json(found, now())
+
+
+def set_officer_photo(store: Store, settings: Settings, officer_id: int, data: bytes,
+                      actor: str, address: str = "") -> dict[str, object]:
+    """Store a JPEG or PNG as the officer's photo (audited ``officer_edit``)."""
+    photos.kind(data)  # refuse before anything is written
+    with store.session() as s:
+        _officer(s, officer_id)
+    name = photos.save(settings.home, data)
+    try:
+        with store.session() as s:
+            found = _officer(s, officer_id)
+            audit.record(s, actor, "officer_edit", f"officer:{found.warrant_number}", address,
+                         {"before": {"photo": found.photo}, "after": {"photo": name}})
+            found.photo = name
+            return roster.officer_json(found, now())
+    except BaseException:
+        (photos.folder(settings.home) / name).unlink(missing_ok=True)
+        raise
+
+
+def officer_photo(store: Store, settings: Settings, officer_id: int, viewer: str,
+                  address: str = "") -> tuple[Path, str]:
+    """The officer's photo file and its MIME type; audited ``view_officer_photo``.
+    404 photo_not_found when there is none (or its file is missing)."""
+    with store.session() as s:
+        found = _officer(s, officer_id)
+        where = photos.path(settings.home, found.photo) if found.photo else None
+        if where is None or found.photo is None:
+            raise ConsoleError("photo_not_found", "this officer has no photo on file", 404)
+        audit.record(s, viewer, "view_officer_photo", f"officer:{found.warrant_number}",
+                     address, {"photo": found.photo})
+        return where, photos.MIME[found.photo.rpartition(".")[2].lower()]
+
+
+# --- device tokens and pre-registration (docs/api.md) ----------------------------------------
+
+
+def add_token(store: Store, warrant_number: str, label: str, created_by: str,
+              address: str = "") -> tuple[int, str]:
+    """A new device token for an officer: (its id, the token, shown only this once);
+    audited ``token_add``."""
+    with store.session() as s:
+        made, token = tokens.add(s, warrant_number, label, created_by)
+        audit.record(s, created_by, "token_add", f"token:{made.id}", address,
+                     {"prefix": made.prefix, "warrant_number": made.warrant_number,
+                      "label": made.label})
+        return made.id, token
+
+
+def device_tokens(store: Store) -> list[TokenView]:
+    with store.session() as s:
+        return tokens.list_all(s)
+
+
+def revoke_token(store: Store, token_id: int, by: str, address: str = "") -> TokenView:
+    """Revoke a device token at once (audited ``token_revoke``); 404 token_not_found,
+    409 token_revoked."""
+    with store.session() as s:
+        done = tokens.revoke(s, token_id)
+        audit.record(s, by, "token_revoke", f"token:{token_id}", address,
+                     {"prefix": done.prefix, "warrant_number": done.warrant_number})
+        return done
+
+
+def device_for_token(store: Store, token: str) -> TokenView:
+    """The device a bearer token belongs to, or ConsoleError 401 token_invalid /
+    401 token_revoked / 403 officer_restricted. Writes nothing."""
+    with store.session() as s:
+        return tokens.view(tokens.authenticate(s, token))
+
+
+def _used(session: Session, row: DeviceToken, action: str, reference: str, address: str,
+          **detail: object) -> None:
+    row.last_used_at = now()
+    audit.record(session, f"token:{row.prefix}", action,
+                 f"encounter:{reference}" if reference else "", address,
+                 {"token_id": row.id, **detail})
+
+
+def open_preregistration(store: Store, token: str, place: str, latitude: float | None,
+                         longitude: float | None, purpose: str, address: str = ""
+                         ) -> dict[str, object]:
+    """The device opens an encounter for its officer (open for PREREGISTRATION_HOURS):
+    201's body. 409 encounter_open (with the open one's reference), 422 encounter_invalid."""
+    request = preregistration.parse_request({"place": place, "latitude": latitude,
+                                             "longitude": longitude, "purpose": purpose})
+    at = now()
+    with store.session() as s:
+        row = tokens.authenticate(s, token)
+        made = preregistration.open_for(s, row, request, at)
+        _used(s, row, "api_open_encounter", made.reference, address)
+        return preregistration.as_json(s, made, at)
+
+
+def device_encounter(store: Store, token: str, reference: str, address: str = ""
+                     ) -> dict[str, object]:
+    """One of the device's officer's pre-registrations with its calls (never who called)."""
+    at = now()
+    with store.session() as s:
+        row = tokens.authenticate(s, token)
+        found = preregistration.find(s, row, reference)
+        _used(s, row, "api_view_encounter", reference, address)
+        return preregistration.as_json(s, found, at)
+
+
+def close_preregistration(store: Store, token: str, reference: str, address: str = ""
+                          ) -> dict[str, object]:
+    """The device closes its pre-registration; 409 encounter_closed if it already was."""
+    at = now()
+    with store.session() as s:
+        row = tokens.authenticate(s, token)
+        found = preregistration.find(s, row, reference)
+        preregistration.close(found, at)
+        _used(s, row, "api_close_encounter", reference, address)
+        return preregistration.as_json(s, found, at)
+
+
+def device_encounters(store: Store, token: str, open_only: bool = False, address: str = ""
+                      ) -> list[dict[str, object]]:
+    """The device's officer's pre-registrations, newest first."""
+    at = now()
+    with store.session() as s:
+        row = tokens.authenticate(s, token)
+        found = preregistration.listed(s, row, at, open_only)
+        _used(s, row, "api_list_encounters", "", address, open_only=open_only)
+        return [preregistration.as_json(s, e, at) for e in found]

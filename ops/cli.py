@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import json
 import logging
 import os
@@ -221,10 +222,9 @@ def cmd_roster_import(args: argparse.Namespace) -> int:
         text = Path(args.file).read_text(encoding="utf-8-sig")
     except OSError as exc:
         raise VerifyLineError(f"cannot read {args.file}: {exc.strerror}") from None
-    rows = roster.parse_csv(text)
-    with _store(settings).session() as s:
-        n = roster.replace_roster(s, rows)
-    print(f"imported {n} officer(s) from {args.file}")
+    # the console's upload goes through this same importer (audited as roster_import)
+    counts = services.import_roster(_store(settings), text, actor="cli")
+    print(f"imported {counts['rows']} officer(s) from {args.file}")
     return 0
 
 
@@ -298,6 +298,65 @@ def cmd_callbacks(args: argparse.Namespace) -> int:
             print(f"{r['id']:>4} {r['created_at']} {number:<15} ref {r['reference']}"
                   f" keyed {r['digits_entered'] or '-'}"
                   + (f" done {r['done_at']} by {r['done_by']}" if r["done_at"] else ""))
+    return 0
+
+
+# --- console accounts and device tokens ---------------------------------------------------
+
+
+def _read_password() -> str:
+    """Prompted twice on a terminal; otherwise the first line of stdin (for scripts)."""
+    if sys.stdin.isatty():
+        first = getpass.getpass("Password: ")
+        if getpass.getpass("Password (again): ") != first:
+            raise VerifyLineError("the two passwords differ: nothing was changed")
+        return first
+    return sys.stdin.readline().rstrip("\r\n")
+
+
+def cmd_users(args: argparse.Namespace) -> int:
+    store = _store(Settings.from_env())
+    if args.action == "add":
+        # refuse what needs no password before asking for one (add_user checks again)
+        if args.role not in {r.value for r in Role}:
+            raise VerifyLineError(f"role {args.role!r} must be one of "
+                                  + "|".join(r.value for r in Role))
+        if any(u.username == args.name for u in services.users(store)):
+            raise VerifyLineError(f"user {args.name!r} already exists")
+        made = services.add_user(store, args.name, _read_password(), args.role,
+                                 args.display_name, actor="cli")
+        print(f"user {made.username} added ({made.role.value})")
+    elif args.action == "disable":
+        done = services.disable_user(store, args.name, actor="cli")
+        print(f"user {done.username} disabled")
+    else:
+        rows = [{"id": u.id, "username": u.username, "display_name": u.display_name,
+                 "role": u.role.value, "disabled": u.disabled} for u in services.users(store)]
+        if args.json:
+            print(json.dumps(rows, indent=2))
+        for r in [] if args.json else rows:
+            print(f"{r['username']:<20} {r['role']:<10} "
+                  f"{'disabled' if r['disabled'] else 'active':<8} {r['display_name']}")
+    return 0
+
+
+def cmd_tokens(args: argparse.Namespace) -> int:
+    store = _store(Settings.from_env())
+    if args.action == "add":
+        token_id, token = services.add_token(store, args.officer, args.label, created_by="cli")
+        print(f"device token {token_id} for officer {args.officer} (shown only this once):")
+        print(token)
+    elif args.action == "revoke":
+        done = services.revoke_token(store, args.id, by="cli")
+        print(f"device token {done.id} ({done.prefix}...) revoked")
+    else:
+        rows = [t.as_json() for t in services.device_tokens(store)]
+        if args.json:
+            print(json.dumps(rows, indent=2))
+        for r in [] if args.json else rows:
+            state = f"revoked {r['revoked_at']}" if r["revoked_at"] else "live"
+            print(f"{r['id']:>4} {r['prefix']}... officer {r['warrant_number']} "
+                  f"{r['label'] or '-'} ({state}, last used {r['last_used_at'] or 'never'})")
     return 0
 
 
@@ -454,6 +513,35 @@ def build_parser() -> argparse.ArgumentParser:
     cb.add_argument("--all", action="store_true", help="include callbacks already done")
     cb.add_argument("--by", default="cli", help="who made the callback")
     cb.add_argument("--json", action="store_true")
+
+    users_p = sub.add_parser("users", help="console accounts").add_subparsers(
+        dest="users_command", required=True)
+    u_add = add(users_p, "add", cmd_users, "add a console account (password prompted twice, "
+                "or the first line of stdin)")
+    u_add.set_defaults(action="add")
+    u_add.add_argument("name")
+    u_add.add_argument("--role", required=True, help="supervisor|admin|auditor")
+    u_add.add_argument("--display-name", default="")
+    u_list = add(users_p, "list", cmd_users, "list console accounts")
+    u_list.set_defaults(action="list")
+    u_list.add_argument("--json", action="store_true")
+    u_off = add(users_p, "disable", cmd_users, "disable a console account")
+    u_off.set_defaults(action="disable")
+    u_off.add_argument("name")
+
+    tokens_p = sub.add_parser("tokens", help="officers' device tokens (pre-registration API)"
+                              ).add_subparsers(dest="tokens_command", required=True)
+    t_add = add(tokens_p, "add", cmd_tokens, "create a device token for an officer "
+                "(printed once)")
+    t_add.set_defaults(action="add")
+    t_add.add_argument("--officer", required=True, metavar="WARRANT")
+    t_add.add_argument("--label", default="")
+    t_list = add(tokens_p, "list", cmd_tokens, "list device tokens (never the tokens)")
+    t_list.set_defaults(action="list")
+    t_list.add_argument("--json", action="store_true")
+    t_rev = add(tokens_p, "revoke", cmd_tokens, "revoke a device token")
+    t_rev.set_defaults(action="revoke")
+    t_rev.add_argument("id", type=int)
 
     add(sub, "doctor", cmd_doctor, "check Asterisk, ARI, the app, the console and the database")
     return p
