@@ -16,7 +16,7 @@ from flask_wtf.csrf import CSRFProtect
 
 from ivr.config import Settings
 from ivr.store import Store
-from ivr.web import auth, errors, nav, security
+from ivr.web import auth, desk, encounters, errors, nav, security
 
 csrf = CSRFProtect()
 
@@ -49,4 +49,6 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     security.init_app(app)
     nav.init_app(app)
     app.register_blueprint(auth.bp)
+    app.register_blueprint(desk.bp)
+    app.register_blueprint(encounters.bp)
     return app
