@@ -41,17 +41,34 @@ class Background:
         while True:
             try:
                 rows = await line.in_db(lambda: services.availability(line.store))
-                changed = [d for d, (p, o) in rows.items()
-                           if line.pool.set_availability(d, p, o)]
+                changed = [d for d, r in rows.items()
+                           if line.pool.set_availability(d, r.paused, r.signed_out)]
+                freed = [d for d, r in rows.items() if line.pool.set_console(
+                    d, r.console_user, r.wrapup_channel, r.last_channel)]
                 if changed:
                     log.info("availability changed: %s", ", ".join(changed))
+                if freed:
+                    log.info("outcome given, back in service: %s", ", ".join(freed))
+                if changed or freed:
                     line.wake_waiting()
             except SQLAlchemyError as exc:
                 # the database is away: keep what we knew (feature codes still apply)
                 log.debug("reading supervisor availability failed (%s); will retry", exc)
             except Exception:
                 log.exception("reading supervisor availability failed; will retry")
+            await self._desk_states()
+            await line.callbacks.poll()
             await asyncio.sleep(AVAILABILITY_INTERVAL)
+
+    async def _desk_states(self) -> None:
+        """Each desk's shown state, with what the switch says now (a phone that went away)."""
+        line = self.line
+        try:
+            presence = await line.tel.desk_presence(line.settings.desks)
+        except AriError as exc:
+            log.debug("reading desk presence failed (%s)", exc)
+            return
+        line.publish_desk_states(presence)
 
     async def _roster_loop(self) -> None:
         """Keep an in-memory copy of the roster for lookups while the database is away."""
@@ -86,7 +103,7 @@ class Background:
     def _known(self, channel_id: str) -> bool:
         """Does a call of ours (or a feature code) own this channel?"""
         line = self.line
-        if channel_id in line.features.serving:
+        if channel_id in line.features.serving or line.callbacks.owns(channel_id):
             return True
         runtime = line.calls.get(ids.caller_channel_of(channel_id))
         if runtime is None:

@@ -99,9 +99,14 @@ class CallServicesImpl:
         except AriError as exc:
             log.warning("Call %s: cannot read desk states (%s)", call_key, exc)
             return []
-        return self.line.pool.reserve(presence, call_key, exclude, every=every)
+        taken = self.line.pool.reserve(presence, call_key, exclude, every=every)
+        if taken:
+            self.line.publish_desk_states(presence)
+        return taken
 
     def release_desk(self, desk: str, talked: bool) -> None:
+        if talked and self.data.outcome_owed:
+            self.line.pool.owe_outcome(desk, self.data.channel_id)
         self.line.release_desk(desk, talked, self.data.channel_id)
 
     def join_queue(self, emergency: bool) -> int:
@@ -115,7 +120,13 @@ class CallServicesImpl:
         return self.line.pool.position(self.data.channel_id)
 
     def desk_answered(self, desk: str) -> None:
-        self.line.pool.answered(desk)
+        line = self.line
+        line.pool.answered(desk)
+        # a desk held on the console owes the call's outcome once it ends
+        st = line.pool.status.get(desk)
+        self.data.outcome_owed = (line.settings.outcome_required and st is not None
+                                  and st.console_user is not None)
+        line.publish_desk_states()
 
     def desk_not_answered(self, desk: str) -> None:
         if self.line.pool.no_answer(desk):

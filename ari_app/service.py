@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any, TypeVar
 
 from ari_app.adapter import AriTelephony
+from ari_app.callbacks import Callbacks
 from ari_app.client import AriClient, AriEvent, EventStream
 from ari_app.features import FeatureCodes
 from ari_app.loops import Background
@@ -32,10 +33,12 @@ from ivr import logops, roster, services
 from ivr.callflow import State, Wake
 from ivr.clock import now
 from ivr.config import Settings
+from ivr.desks import desk_state
 from ivr.entities import CallData
 from ivr.journal import DurableLog, Journal
 from ivr.store import Store
 from ivr.supervisors import DeskPool
+from ivr.telephony import DeskPresence
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -59,6 +62,9 @@ class LineService:
         self._tasks: set[asyncio.Task[Any]] = set()
         self.router = StasisRouter(self)
         self.features = FeatureCodes(self)
+        self.callbacks = Callbacks(self)
+        self._presence: dict[str, DeskPresence] = {}  # as last read from the switch
+        self._shown: dict[str, str] = {}  # each desk's state as last journaled
         self.background = Background(self)
         self.resyncer = Resync(self)
         self.stream = EventStream(settings.ari_url, settings.ari_user, settings.ari_password,
@@ -108,10 +114,38 @@ class LineService:
 
     def wake_waiting(self) -> None:
         """A desk may be free: let waiting callers try again, longest-waiting first."""
+        self.publish_desk_states()
         for key in self.pool.waiting():
             runtime = self.calls.get(key)
             if runtime is not None:
                 runtime.post(Wake())
+
+    def publish_desk_states(self, presence: Mapping[str, DeskPresence] | None = None) -> None:
+        """Journal each desk's shown state where it changed (ivr.desks.desk_state decides).
+        Without ``presence`` (a call event), what the switch said last; its ``in_use`` is
+        not trusted then (a phone just hung up may still look in use)."""
+        fresh = presence is not None
+        if presence is not None:
+            self._presence = dict(presence)
+        if not self._presence:
+            return  # nothing known about the phones yet
+        at = now()
+        for desk in self.settings.desks:
+            p = self._presence.get(desk)
+            key = self.pool.reserved_for(desk)
+            runtime = self.calls.get(key) if key is not None else None
+            talking = (runtime is not None and not runtime.call.ended
+                       and runtime.data.desk == desk and runtime.data.answered_at is not None)
+            st = self.pool.status[desk]
+            state = desk_state(
+                registered=p is not None and p.registered,
+                in_use=fresh and p is not None and p.in_use and key is None,
+                ringing=key is not None and not talking, talking=talking,
+                wrap_up=self.pool.wrapping_up(desk, at), paused=st.paused,
+                signed_out=st.signed_out).value
+            if self._shown.get(desk) != state:
+                self._shown[desk] = state
+                self.log(logops.desk_state_entry(desk, state, at))
 
     # --- life cycle ------------------------------------------------------------------------
 
@@ -120,9 +154,10 @@ class LineService:
         idle = await self.in_db(lambda: services.prepare_store(self.store, self.settings.desks))
         self.pool = DeskPool(self.settings.desks, idle, self.settings.wrap_up,
                              self.settings.auto_pause_after)
-        for desk, (paused, signed_out) in (
-                await self.in_db(lambda: services.availability(self.store))).items():
-            self.pool.set_availability(desk, paused, signed_out)
+        for desk, row in (await self.in_db(lambda: services.availability(self.store))).items():
+            self.pool.set_availability(desk, row.paused, row.signed_out)
+            # a desk that owed an outcome when the last run stopped still owes it
+            self.pool.set_console(desk, row.console_user, row.wrapup_channel, row.last_channel)
         # calls an earlier run left open must be in the database before resync reads them
         await asyncio.get_running_loop().run_in_executor(None, self.durable.flush)
 

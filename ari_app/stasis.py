@@ -61,6 +61,9 @@ class StasisRouter:
             return
         if channel is None:
             return
+        if ids.is_callback(channel.id):
+            line.callbacks.on_event(ev)  # a callback from a desk (ari_app.callbacks)
+            return
         is_desk = ids.is_desk_leg(channel.id)
         match ev.type:
             case "StasisStart" if is_desk or (ev.args[:1] == ["desk"]):

@@ -284,6 +284,7 @@ async def lookup_and_connect(ctx: CallContext, digits: str, emergency: bool = Fa
         found = await ctx.services.lookup(digits)
         d.roster_result, d.officer_id, d.officer_label = (
             found.result, found.officer_id, found.officer_label)
+        d.encounter_reference = found.encounter_reference  # never told to the caller
         if found.flagged:
             d.flags.add(FLAG_MANY_LOOKUPS)
         ctx.record("roster_checked", warrant_number=digits, result=found.result.value,

@@ -11,20 +11,22 @@ from typing import Any
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session, selectinload
 
-from ivr import callers, ids
+from ivr import callers, desks, ids
 from ivr.clock import iso, now
 from ivr.entities import CallData
 from ivr.models import (
     Call,
     Callback,
     CallEvent,
+    CallOutcome,
     CallPath,
     Encounter,
+    EncounterKind,
     EndReason,
     RosterResult,
     Supervisor,
 )
-from ivr.store import insert_new
+from ivr.store import insert_new, notify
 
 REFERENCE_DIGITS = 6
 # calls that ended before a supervisor answered and whose caller should be called back: they
@@ -115,11 +117,18 @@ def save(session: Session, data: CallData, kind: str, detail: dict[str, object],
     call.end_reason = data.end_reason.value if data.end_reason else None
     sup = _supervisor(session, data.answered_desk)
     call.supervisor_id = sup.id if sup else None
+    if data.encounter_reference is not None:
+        attach(session, call, data.encounter_reference)
     if data.officer_id is not None and call.encounter.officer_id is None:
         call.encounter.officer_id = data.officer_id
     if data.ended_at is not None and sup is not None:
         sup.idle_since = data.ended_at
+    if kind == "ended" and sup is not None:
+        owed = session.scalars(select(CallOutcome.id).where(CallOutcome.call_id == call.id)
+                               ).first() is None
+        desks.call_ended(sup, call, data.outcome_owed and owed)
     session.add(CallEvent(call_id=call.id, at=at or now(), kind=kind, detail=dict(detail)))
+    notify(session)  # the console's live hub: a new timeline event
     # answered_at is kept when the caller left during the whisper: they never talked
     if (kind == "ended" and data.end_reason in CALL_BACK and data.bridge_id is None
             and (data.queued_at is not None or data.end_reason is not EndReason.CALLER_ABANDONED)):
@@ -129,6 +138,24 @@ def save(session: Session, data: CallData, kind: str, detail: dict[str, object],
             session.add(Callback(call_id=call.id, caller_number=data.caller_number,
                                  reference=data.reference, digits_entered=data.digits,
                                  created_at=data.ended_at or now()))
+
+
+def attach(session: Session, call: Call, reference: str) -> None:
+    """Log the call against the pre-registered encounter ``reference`` (the officer's, opened
+    by their device); the call's own encounter, now empty, goes. ``call.reference`` stays
+    what the caller was read: telling a caller a pre-registration's reference would let an
+    impostor learn from a repeated reference that the number is real."""
+    if call.encounter.reference == reference:
+        return
+    target = session.scalars(select(Encounter).where(Encounter.reference == reference)).first()
+    if target is None:
+        return  # gone meanwhile: the call stays on its own encounter
+    own = call.encounter
+    call.encounter = target
+    session.flush()
+    if own.kind == EncounterKind.CALL.value and not session.scalars(
+            select(Call.id).where(Call.encounter_id == own.id)).first():
+        session.delete(own)
 
 
 def recent_lookups(session: Session, caller_number: str | None, this_call: str,

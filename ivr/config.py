@@ -139,6 +139,10 @@ class Settings:
     rate_window: float = 600.0
     emergency_endpoint: str = "overflow"
     overflow_uri: str = "sip:overflow@127.0.0.1:5099"
+    # a desk held on the console stays in wrap-up until the call's outcome is recorded
+    outcome_required: bool = True
+    # where a callback from a desk is sent: the number as the user part of this URI's host
+    trunk_uri: str = "sip:127.0.0.2:5060"
     entry: EntrySettings = field(default_factory=EntrySettings)
     app_name: str = APP_NAME
     bind_address: str = "127.0.0.1"
@@ -232,6 +236,8 @@ class Settings:
             rate_limit=_int(env, "VERIFYLINE_RATE_LIMIT", base.rate_limit, 1, 10000),
             rate_window=_seconds(env, "VERIFYLINE_RATE_WINDOW", base.rate_window),
             overflow_uri=env.get("VERIFYLINE_OVERFLOW_URI") or base.overflow_uri,
+            outcome_required=_flag(env, "VERIFYLINE_OUTCOME_REQUIRED", base.outcome_required),
+            trunk_uri=env.get("VERIFYLINE_TRUNK_URI") or base.trunk_uri,
             entry=entry,
             desk_passwords=tuple((desk, env[desk_password_variable(desk)]) for desk in desks
                                  if env.get(desk_password_variable(desk))),
@@ -244,6 +250,9 @@ class Settings:
         )
         if not settings.overflow_uri.startswith("sip:"):
             raise ConfigError("VERIFYLINE_OVERFLOW_URI must be a sip: URI")
+        if not settings.trunk_uri.startswith("sip:") or "@" in settings.trunk_uri:
+            raise ConfigError("VERIFYLINE_TRUNK_URI must be a sip: URI of a host (and port), "
+                              "without a user part: the number called back becomes it")
         if not settings.ari_user.isalnum():
             raise ConfigError("VERIFYLINE_ARI_USER must be letters and digits only")
         return settings

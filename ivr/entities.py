@@ -58,6 +58,12 @@ class CallData:
     # set from CallerGone before any state sees it, so every state's on_caller_gone (and the
     # base one they defer to) can tell a lost connection from a hang-up
     connection_lost: bool = False
+    # a desk held on the console answered with VERIFYLINE_OUTCOME_REQUIRED on: when the call
+    # ends that desk owes its outcome (ivr.desks)
+    outcome_owed: bool = False
+    # the officer's open pre-registered encounter the call is logged against (None: the
+    # call's own encounter); the caller is still read the call's own reference
+    encounter_reference: str | None = None
     runtime: Legs = field(default_factory=Legs)
 
 

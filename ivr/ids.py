@@ -7,6 +7,12 @@ is named after it, so any event, bridge or leftover can be traced back to its ca
     <channel>-bridge   the mixing bridge where caller and supervisor talk
     <channel>-deskN    the N-th desk leg rung for the call (N = 1, 2, ...)
 
+A callback from a desk (a console command, no caller channel) is named after its command:
+
+    callback-<command>-supervisor   the desk's leg (rung first)
+    callback-<command>-number       the caller's number, over the trunk
+    callback-<command>-talk         the bridge where they talk
+
 These strings are part of the lab contract (docs/lab.md) and are persisted in call rows
 (``desk_channel_id``, ``bridge_id``): a new version must read the ids an older one wrote, or
 adopting calls after an upgrade breaks. Change them never; add new kinds beside them.
@@ -59,3 +65,15 @@ def call_of_bridge(bridge_id: str) -> str | None:
         if bridge_id.endswith(suffix):
             return bridge_id.removesuffix(suffix)
     return None
+
+
+CALLBACK_PREFIX = "callback-"
+
+
+def callback_channel(command_id: int, which: str) -> str:
+    """A callback's leg (``which``: 'supervisor' or 'number') or its bridge ('talk')."""
+    return f"{CALLBACK_PREFIX}{command_id}-{which}"
+
+
+def is_callback(resource_id: str) -> bool:
+    return resource_id.startswith(CALLBACK_PREFIX)

@@ -17,6 +17,7 @@ is never changed in meaning — only added, with a default for entries that lack
     close     channel_id, reason, at
     fallback  channel_id, caller_number, started_at, answered_at, ended_at, desk,
               end_reason, dial_status
+    desk_state  desk, state (ivr.desks.DeskState), at
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from typing import Any, ClassVar
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ivr import calllog
+from ivr import calllog, desks
 from ivr.clock import now
 from ivr.entities import PERSISTED_FIELDS, CallData, Legs
 from ivr.models import Call, CallPath, EndReason, RosterResult
@@ -202,9 +203,31 @@ class IngestFallback:
         calllog.ingest_fallback(s, self.record)
 
 
-Operation = OpenCall | SaveCall | SetAvailability | CloseCall | IngestFallback
+@dataclass(frozen=True)
+class SetDeskState:
+    """What the line now shows for a desk (journaled after the calls that changed it)."""
+
+    NAME: ClassVar[str] = "desk_state"
+    desk: str
+    state: str
+    at: datetime
+
+    def to_args(self) -> dict[str, Any]:
+        return {"desk": self.desk, "state": self.state, "at": self.at.isoformat()}
+
+    @classmethod
+    def from_args(cls, a: Mapping[str, Any]) -> SetDeskState:
+        return cls(a["desk"], a["state"], _date(a["at"]) or now())
+
+    def apply(self, s: Session) -> None:
+        desks.set_state(s, self.desk, self.state, self.at)
+
+
+Operation = (OpenCall | SaveCall | SetAvailability | CloseCall | IngestFallback
+             | SetDeskState)
 _KINDS: dict[str, type[Operation]] = {
-    k.NAME: k for k in (OpenCall, SaveCall, SetAvailability, CloseCall, IngestFallback)}
+    k.NAME: k for k in (OpenCall, SaveCall, SetAvailability, CloseCall, IngestFallback,
+                        SetDeskState)}
 
 
 class _Codec:
@@ -247,6 +270,10 @@ def availability_entry(desk: str, paused: bool, signed_out: bool, reason: str
 
 def close_entry(channel_id: str, reason: EndReason) -> CloseCall:
     return CloseCall(channel_id, reason, now())
+
+
+def desk_state_entry(desk: str, state: str, at: datetime) -> SetDeskState:
+    return SetDeskState(desk, state, at)
 
 
 def fallback_entry(record: calllog.FallbackRecord) -> IngestFallback:

@@ -12,18 +12,30 @@ import hashlib
 from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import select
+from sqlalchemy import CursorResult, select, update
 
-from ivr import accounts, audit, calllog, roster, screenpop, search
+from ivr import accounts, audit, callers, calllog, encounters, roster, screenpop, search
+from ivr import desks as desk_room
 from ivr.accounts import UserView
 from ivr.callflow import FlowSettings
+from ivr.clock import now
 from ivr.config import Settings
+from ivr.desks import CallbackJob, DeskRow, DeskView
 from ivr.entities import CallData
 from ivr.exceptions import ConsoleError
-from ivr.models import Call, CallPath, Supervisor
-from ivr.store import Store
+from ivr.models import (
+    Call,
+    Callback,
+    CallEvent,
+    CallOutcome,
+    CallPath,
+    ConsoleCommand,
+    Outcome,
+    Supervisor,
+)
+from ivr.store import Store, notify
 from ivr.telephony import LookupResult
 
 # a supervisor's availability action (feature code *51..*54, `verifyline supervisors ...`,
@@ -59,9 +71,12 @@ def check_number(store: Store, settings: Settings, digits: str, caller_number: s
         found = roster.lookup(s, digits, at)
         recent = calllog.recent_lookups(s, caller_number, channel_id,
                                         at - timedelta(seconds=settings.rate_window))
+        device = (encounters.open_device_encounter(s, found.officer_id, at)
+                  if found.officer_id is not None else None)
     # this lookup is one more: flag the caller once they go over the rate
     flagged = bool(digits) and recent + 1 > settings.rate_limit
-    return LookupResult(found.result, found.officer_id, found.officer_label, flagged)
+    return LookupResult(found.result, found.officer_id, found.officer_label, flagged,
+                        encounter_reference=device.reference if device else None)
 
 
 def set_availability(store: Store, desks: Iterable[str], action: str,
@@ -75,10 +90,80 @@ def set_availability(store: Store, desks: Iterable[str], action: str,
                                      reason=reason)
 
 
-def availability(store: Store) -> dict[str, tuple[bool, bool]]:
-    """desk -> (paused, signed out), as the supervisors (or the line) last set it."""
+def availability(store: Store) -> dict[str, DeskRow]:
+    """desk -> its availability as the supervisors (or the line) last set it, who holds it on
+    the console, the call whose outcome it owes and its last answered call that ended."""
     with store.session() as s:
-        return calllog.availability(s)
+        return desk_room.rows(s)
+
+
+# --- the console's desks, outcomes and callbacks -----------------------------------------
+
+
+def record_outcome(store: Store, call_id: int, outcome: str, note: str, by_user: str,
+                   desk: str | None) -> None:
+    """Append what the supervisor concluded to the call (a correction is a new entry); the
+    desk that owed it is let go."""
+    if outcome not in {o.value for o in Outcome}:
+        raise ConsoleError("outcome_invalid", f"unknown outcome {outcome!r}: one of "
+                           f"{', '.join(o.value for o in Outcome)}", 422)
+    with store.session() as s:
+        call = s.get(Call, call_id)
+        if call is None:
+            raise ConsoleError("call_not_found", f"there is no call {call_id}", 404)
+        at = now()
+        s.add(CallOutcome(call_id=call.id, at=at, outcome=outcome, note=note, by_user=by_user,
+                          desk=desk))
+        s.add(CallEvent(call_id=call.id, at=at, kind="outcome",
+                        detail={"outcome": outcome, "note": note, "by": by_user, "desk": desk}))
+        call.outcome = outcome
+        s.execute(update(Supervisor).where(Supervisor.wrapup_channel == call.channel_id)
+                  .values(wrapup_channel=None))
+        notify(s)
+
+
+def take_desk(store: Store, desk: str, username: str) -> None:
+    """A console user takes a desk (screen-pop, outcome)."""
+    with store.session() as s:
+        desk_room.take(s, desk, username)
+
+
+def leave_desk(store: Store, desk: str, username: str) -> None:
+    with store.session() as s:
+        desk_room.leave(s, desk, username)
+
+
+def release_desk(store: Store, desk: str, by_user: str) -> None:
+    """An admin lets a desk go without the outcome it owes (the caller audits it)."""
+    with store.session() as s:
+        desk_room.release(s, desk)
+
+
+def desks(store: Store) -> list[DeskView]:
+    """Every desk as the console shows it."""
+    with store.session() as s:
+        return desk_room.views(s)
+
+
+def request_callback(store: Store, callback_id: int, desk: str, by_user: str) -> int:
+    """Ask the line to call a caller back from ``desk`` (the desk rings first); return the
+    command's id."""
+    with store.session() as s:
+        cb = s.get(Callback, callback_id)
+        if cb is None:
+            raise ConsoleError("callback_not_found", f"there is no callback {callback_id}", 404)
+        if cb.done_at is not None:
+            raise ConsoleError("callback_done", f"callback {callback_id} is done already", 409)
+        if callers.caller_number(cb.caller_number) is None:
+            raise ConsoleError("callback_withheld",
+                               "the caller withheld their number: it cannot be called back", 422)
+        if s.scalars(select(Supervisor.id).where(Supervisor.desk == desk)).first() is None:
+            raise ConsoleError("desk_unknown", f"there is no desk {desk!r}", 404)
+        command = ConsoleCommand(at=now(), kind="callback", desk=desk, callback_id=cb.id,
+                                 requested_by=by_user)
+        s.add(command)
+        s.flush()
+        return command.id
 
 
 def roster_cards(store: Store) -> list[roster.OfficerCard]:
@@ -158,6 +243,52 @@ def audit_search(store: Store, actor: str | None = None, action: str | None = No
                  ) -> tuple[list[dict[str, object]], int]:
     with store.session() as s:
         return audit.search(s, actor, action, target, since, until, page, per_page)
+
+
+def claim_callbacks(store: Store, desks: Iterable[str]) -> list[CallbackJob]:
+    """The line takes the callbacks requested for its desks; each is claimed by one UPDATE
+    guarded by ``claimed_at IS NULL``, so two apps never both place one."""
+    jobs: list[CallbackJob] = []
+    with store.session() as s:
+        waiting = list(s.scalars(select(ConsoleCommand.id).where(
+            ConsoleCommand.kind == "callback", ConsoleCommand.claimed_at.is_(None),
+            ConsoleCommand.desk.in_(list(desks))).order_by(ConsoleCommand.id)))
+        for command_id in waiting:
+            claimed = cast(CursorResult[Any], s.execute(update(ConsoleCommand).where(
+                ConsoleCommand.id == command_id, ConsoleCommand.claimed_at.is_(None))
+                .values(claimed_at=now())))
+            if claimed.rowcount != 1:
+                continue  # another app took it
+            command = s.get_one(ConsoleCommand, command_id)
+            cb = s.get(Callback, command.callback_id) if command.callback_id else None
+            if cb is None or cb.done_at is not None:
+                command.done_at, command.result = now(), "not_needed"
+                continue
+            jobs.append(CallbackJob(command.id, command.desk,
+                                    callers.caller_number(cb.caller_number), cb.reference,
+                                    command.requested_by))
+    return jobs
+
+
+def callback_progress(store: Store, command_id: int, kind: str,
+                      result: str | None = None) -> None:
+    """A step of a callback, on the original call's timeline (``kind``: callback_placed,
+    callback_answered, callback_failed); with ``result`` the command is finished, and an
+    answered one marks the callback done by whoever asked for it."""
+    with store.session() as s:
+        command = s.get_one(ConsoleCommand, command_id)
+        cb = s.get(Callback, command.callback_id) if command.callback_id else None
+        if result is not None:
+            command.done_at, command.result = now(), result
+            if kind == "callback_answered" and cb is not None:
+                calllog.callback_done(s, cb.id, command.requested_by)
+        if cb is not None:
+            detail: dict[str, object] = {"desk": command.desk, "by": command.requested_by,
+                                         "command": command.id}
+            if result is not None:
+                detail["result"] = result
+            s.add(CallEvent(call_id=cb.call_id, at=now(), kind=kind, detail=detail))
+            notify(s)
 
 
 # --- the supervisor's screen and the encounters (the console) -------------------------------

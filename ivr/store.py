@@ -106,6 +106,16 @@ def insert_new(session: Session, model: type[Base], key: str, **values: Any) -> 
     return new_id
 
 
+EVENTS_CHANNEL = "verifyline_events"
+
+
+def notify(session: Session) -> None:
+    """Wake the console's live hub: on PostgreSQL a NOTIFY, delivered when (and only if) this
+    transaction commits; elsewhere nothing (the hub polls the call_event table)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": EVENTS_CHANNEL})
+
+
 class Store:
     """One engine and its session factory."""
 

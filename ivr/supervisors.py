@@ -35,6 +35,9 @@ class DeskStatus:
     no_answers: int = 0  # rung and not answered (or failed), in a row
     failures: int = 0  # failed in a row (busy, declined, unreachable): sets the rest
     rest_until: datetime | None = None
+    console_user: str | None = None  # who holds the desk on the console (None: phone only)
+    # the call whose outcome the desk owes (VERIFYLINE_OUTCOME_REQUIRED): no call until given
+    owed: str | None = None
 
 
 @dataclass(frozen=True)
@@ -89,7 +92,7 @@ class DeskPool:
     def available(self, desk: str, at: datetime | None = None) -> bool:
         """Not paused, not signed out, out of wrap-up (presence aside)."""
         st = self.status.get(desk)
-        if st is None or st.paused or st.signed_out:
+        if st is None or st.paused or st.signed_out or st.owed is not None:
             return False
         at = at or now()
         return all(until is None or until <= at for until in (st.wrap_until, st.rest_until))
@@ -186,6 +189,38 @@ class DeskPool:
             # the desk again at once is exactly what the rest prevents
             st.no_answers = 0
         return True
+
+    def owe_outcome(self, desk: str, channel_id: str) -> None:
+        """The desk's call ended owing its outcome: set here, at the end, so the desk is never
+        offered a call in the moment before the store says so."""
+        st = self.status.get(desk)
+        if st is not None:
+            st.owed = channel_id
+
+    def set_console(self, desk: str, console_user: str | None, wrapup_channel: str | None,
+                    last_channel: str | None) -> bool:
+        """Apply the store's console binding and owed outcome; True if the desk may be offered
+        a call now when it could not before. The owed outcome set locally goes only once the
+        store has the call's end (``last_channel``) and nothing owed; one the store has (an
+        earlier run's) is owed here too."""
+        st = self.status.get(desk)
+        if st is None:
+            return False
+        st.console_user = console_user
+        if wrapup_channel is not None:
+            st.owed = wrapup_channel
+            return False
+        if st.owed is not None and last_channel == st.owed:
+            st.owed = None
+            return True
+        return False
+
+    def wrapping_up(self, desk: str, at: datetime | None = None) -> bool:
+        """In the wrap-up time after a call, or owing its outcome."""
+        st = self.status.get(desk)
+        if st is None:
+            return False
+        return st.owed is not None or (st.wrap_until is not None and st.wrap_until > (at or now()))
 
     def reserved_for(self, desk: str) -> str | None:
         return self._reserved.get(desk)

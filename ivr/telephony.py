@@ -93,6 +93,8 @@ class LookupResult:
     officer_id: int | None
     officer_label: str
     flagged: bool = False  # this caller has made more lookups than the configured rate
+    # the officer's open pre-registered encounter the call is to be logged against
+    encounter_reference: str | None = None
 
 
 class CallServices(Protocol):

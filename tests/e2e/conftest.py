@@ -43,6 +43,7 @@ LAB_ENV = {
     "VERIFYLINE_QUEUE_MAX_WAIT": "30",
     "VERIFYLINE_OVERFLOW_URI": f"sip:overflow@127.0.0.1:{ports.OVERFLOW_PORT}",
     "VERIFYLINE_SWEEP_GRACE": "2",
+    "VERIFYLINE_TRUNK_URI": f"sip:127.0.0.2:{ports.CALLBACK_NUMBER_SIP}",
     # most test callers (sipp) send no audio RTP: Asterisk's RTP timeout would hang them up,
     # so it is off lab-wide; tests/e2e/test_found_outside_rtp.py turns a short one on
     "VERIFYLINE_RTP_TIMEOUT": "0",

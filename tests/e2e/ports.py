@@ -40,6 +40,9 @@ _BLOCK = 30000 + 5000 * SLOT
 CONTROL_ROOM_MEDIA = _BLOCK + 4900
 FEATURE_DIALLER_SIP = _BLOCK + 4910
 FEATURE_DIALLER_MEDIA = _BLOCK + 4920
+# the number a callback from a desk dials: a sipp phone on 127.0.0.2 behind the trunk
+CALLBACK_NUMBER_SIP = _BLOCK + 4930
+CALLBACK_NUMBER_MEDIA = _BLOCK + 4940
 
 _runs = itertools.count(0)
 

@@ -287,7 +287,9 @@ def test_given_each_operation_when_encoded_then_it_is_the_previous_versions_entr
         "answered_desk": None, "bridge_id": None, "answered_at": None, "ended_at": None,
         "end_reason": None, "state": "new", "attempts": 0, "language": "en",
         "flags": ["emergency"], "hold_bridge_id": None, "queued_at": None, "recording": None,
-        "connection_lost": False}
+        "connection_lost": False,
+        # added for the console (issue 11): entries without them replay with the defaults
+        "outcome_owed": False, "encounter_reference": None}
 
     encoded = [logops.CODEC.encode(op) for op in (
         logops.open_entry(data, "412345"),
