@@ -154,6 +154,8 @@ class Settings:
     console_port: int = 8080
     console_secret: str = ""  # generated and kept under home when unset (with_secrets)
     idle_timeout: float = 900.0  # a console session idle this long must sign in again
+    # VERIFYLINE_RECORDINGS_DIR: where the console finds <call.recording>.wav (recordings_dir)
+    recordings_override: Path | None = None
 
     def desk_password(self, desk: str) -> str | None:
         """The password set for this desk phone, or None (there is no default)."""
@@ -162,6 +164,11 @@ class Settings:
     @property
     def ari_url(self) -> str:
         return f"http://{self.bind_address}:{self.ari_port}"
+
+    @property
+    def recordings_dir(self) -> Path:
+        """Where Asterisk writes the conversations' recordings (the lab's place by default)."""
+        return self.recordings_override or self.home / "asterisk" / "astspool" / "recording"
 
     @property
     def spool_dir(self) -> Path:
@@ -238,6 +245,8 @@ class Settings:
             console_port=_int(env, "VERIFYLINE_CONSOLE_PORT", base.console_port, 1, 65535),
             console_secret=env.get("VERIFYLINE_CONSOLE_SECRET") or base.console_secret,
             idle_timeout=_seconds(env, "VERIFYLINE_IDLE_TIMEOUT", base.idle_timeout),
+            recordings_override=(Path(env["VERIFYLINE_RECORDINGS_DIR"]).resolve()
+                                 if env.get("VERIFYLINE_RECORDINGS_DIR") else None),
         )
         if not settings.overflow_uri.startswith("sip:"):
             raise ConfigError("VERIFYLINE_OVERFLOW_URI must be a sip: URI")

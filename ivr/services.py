@@ -9,7 +9,7 @@ Each function opens its own session on the store it is given, so a caller on a w
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
@@ -26,6 +26,8 @@ from ivr import (
     photos,
     preregistration,
     roster,
+    screenpop,
+    search,
     tokens,
 )
 from ivr import desks as desk_room
@@ -498,3 +500,82 @@ def device_encounters(store: Store, token: str, open_only: bool = False, address
         found = preregistration.listed(s, row, at, open_only)
         _used(s, row, "api_list_encounters", "", address, open_only=open_only)
         return [preregistration.as_json(s, e, at) for e in found]
+
+
+# --- the supervisor's screen and the encounters (the console) -------------------------------
+
+
+def screen_pop(store: Store, call_id: int) -> dict[str, Any]:
+    """What the supervisor's screen shows about a call (docs/console.md, "Desk and
+    screen-pop"); 404 call_not_found."""
+    with store.session() as s:
+        found = screenpop.screen_pop(s, call_id)
+    if found is None:
+        raise ConsoleError("call_not_found", f"there is no call {call_id}", 404)
+    return found
+
+
+def desk_events_since(store: Store, last_id: int, limit: int = 500,
+                      desk: str | None = None) -> list[screenpop.DeskEvent]:
+    """The call events a desk's screen follows after ``last_id`` (what the live hub polls),
+    for one desk or all."""
+    with store.session() as s:
+        return screenpop.desk_events_since(s, last_id, limit, desk)
+
+
+def last_event_id(store: Store) -> int:
+    """The newest call event's id: a live hub follows what comes after it."""
+    with store.session() as s:
+        return screenpop.last_event_id(s)
+
+
+def console_desk(store: Store, username: str) -> str | None:
+    """The desk this console user took (None: none)."""
+    with store.session() as s:
+        return s.scalars(select(Supervisor.desk).where(Supervisor.console_user == username)
+                         .order_by(Supervisor.desk)).first()
+
+
+def encounter_search(store: Store, filters: search.SearchFilters, page: int = 1,
+                     per_page: int = search.PER_PAGE) -> dict[str, Any]:
+    """One page of the encounters' calls that match, newest first, with the count."""
+    with store.session() as s:
+        return search.search(s, filters, page, per_page)
+
+
+def encounter_csv(store: Store, filters: search.SearchFilters,
+                  page: int | None = None) -> Iterator[str]:
+    """The search as CSV lines (docs/console.md): one page, or the whole search."""
+    with store.session() as s:
+        yield from search.csv_lines(s, filters, page)
+
+
+def encounter_detail(store: Store, reference: str) -> dict[str, Any]:
+    """An encounter with its calls, timelines and outcomes; 404 encounter_not_found."""
+    with store.session() as s:
+        found = search.detail(s, reference)
+    if found is None:
+        raise ConsoleError("encounter_not_found", f"there is no encounter {reference}", 404)
+    return found
+
+
+def call_recording(store: Store, settings: Settings, call_id: int) -> tuple[str, Path]:
+    """(the call's reference, the path of its recording); 404 recording_not_found."""
+    with store.session() as s:
+        found = search.call_recording(s, call_id)
+    if found is None:
+        raise ConsoleError("recording_not_found", f"call {call_id} has no recording", 404)
+    reference, name = found
+    if "/" in name or "\\" in name or ".." in name or not name:
+        raise ConsoleError("recording_not_found", f"call {call_id} has no usable recording", 404)
+    path = settings.recordings_dir / f"{name}.wav"
+    if not path.is_file():
+        raise ConsoleError("recording_not_found",
+                           f"the recording of call {call_id} is not on this machine", 404)
+    return reference, path
+
+
+def latest_desk_event(store: Store, desk: str) -> screenpop.DeskEvent | None:
+    """The desk's newest screen event (what a freshly opened desk page shows first)."""
+    with store.session() as s:
+        return screenpop.latest_desk_event(s, desk)

@@ -16,7 +16,7 @@ from flask_wtf.csrf import CSRFProtect
 
 from ivr.config import Settings
 from ivr.store import Store
-from ivr.web import admin, api, audit, auth, errors, nav, roster, security
+from ivr.web import admin, api, audit, auth, desk, encounters, errors, nav, roster, security
 
 csrf = CSRFProtect()
 
@@ -53,4 +53,6 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(roster.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(audit.bp)
+    app.register_blueprint(desk.bp)
+    app.register_blueprint(encounters.bp)
     return app
