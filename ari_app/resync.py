@@ -120,6 +120,10 @@ class Resync:
                 and data.answered_desk is not None):
             first = Bridged()
             line.pool.hold(data.answered_desk, data.channel_id)
+            # the call row does not keep whether its outcome is owed: the desk's binding does
+            desk = line.pool.status.get(data.answered_desk)
+            data.outcome_owed = (line.settings.outcome_required and desk is not None
+                                 and desk.console_user is not None)
             await self._subscribe(data.desk_channel_id)
         else:
             # re-evaluate from scratch: drop the desk legs and bridge the old run left behind
