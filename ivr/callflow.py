@@ -553,6 +553,10 @@ class Ringer:
             self.overflow_leg = leg
         else:
             d.runtime.tried_desks.add(desk)
+        # said before the INVITE goes out: the supervisor's screen (the console follows the
+        # timeline) shows who is calling while the phone starts to ring, not after ARI's
+        # round trips; a desk that cannot be rung follows with desk_failed
+        ctx.record("desk_offered", desk=desk, channel=leg, emergency=overflow)
         ringing = await ctx.tel.originate(desk, leg, display(ctx), d.caller_number or "",
                                           ctx.settings.ring_timeout + 5)
         if not ringing:

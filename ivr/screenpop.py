@@ -65,6 +65,7 @@ OUTCOME_WORDS = {
 # the call_event kinds a desk's screen follows, and the phase each puts the desk's screen in
 # ("cleared": the call no longer rings this desk; it rang another or the caller left)
 DESK_PHASES = {
+    "desk_offered": "ringing",  # just before the INVITE (ivr.callflow Connecting.ring)
     "desk_ringing": "ringing",
     "whisper": "answered",
     "bridged": "answered",
