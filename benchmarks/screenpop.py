@@ -15,8 +15,8 @@ For each call it pairs the desk's INVITE (sipp's timestamp of the received INVIT
 display carries the call's reference) with the ``screen_pop`` event of phase ``ringing`` for
 that reference on that desk's stream (the time the stream's reader got it: the whole path, app
 -> journal -> database -> console's hub -> SSE -> client). Both clocks are this machine's.
-Negative values are possible: the app writes ``desk_ringing`` when Asterisk has accepted the
-originate, which can be before sipp has logged the INVITE.
+Negative values are possible: the app writes ``desk_offered`` just before it asks Asterisk
+to ring the desk, so the page can be told before sipp has logged the INVITE.
 
 Prints the latency p50/p90/p99/max over every call, and how many calls had no INVITE or no
 screen-pop (the benchmark fails unless every call has both). The target: p99 <= 100 ms.
@@ -114,7 +114,7 @@ def invites(message_log: Path) -> dict[str, datetime]:
 
 
 def ringing_recorded(store: Store) -> dict[str, datetime]:
-    """reference -> the time the app stamped on its first desk_ringing event (this machine's
+    """reference -> the time the app stamped on its first desk_offered event (this machine's
     local clock, like sipp's and the stream reader's)."""
     from sqlalchemy import select
 
@@ -122,7 +122,7 @@ def ringing_recorded(store: Store) -> dict[str, datetime]:
     found: dict[str, datetime] = {}
     with store.session() as s:
         rows = s.execute(select(Call.reference, CallEvent.at).join(CallEvent)
-                         .where(CallEvent.kind == "desk_ringing").order_by(CallEvent.id))
+                         .where(CallEvent.kind == "desk_offered").order_by(CallEvent.id))
         for ref, at in rows:
             found.setdefault(ref, at.astimezone().replace(tzinfo=None))
     return found
@@ -214,7 +214,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if split:
             app_ms = [(recorded[r] - sent[r]).total_seconds() * 1000 for r in split]
             rest_ms = [(popped[r] - recorded[r]).total_seconds() * 1000 for r in split]
-            print(f"  of which INVITE -> the app records desk_ringing: p50 "
+            print(f"  of which INVITE -> the app records desk_offered: p50 "
                   f"{percentile(app_ms, .5):.1f} ms  p99 {percentile(app_ms, .99):.1f} ms; "
                   f"recorded -> page told (journal, database, hub, SSE): p50 "
                   f"{percentile(rest_ms, .5):.1f} ms  p99 {percentile(rest_ms, .99):.1f} ms")
