@@ -30,6 +30,7 @@ from ivr import (
     search,
     tokens,
 )
+from ivr import dashboard as dashboard_room
 from ivr import desks as desk_room
 from ivr.accounts import UserView
 from ivr.callflow import FlowSettings
@@ -537,10 +538,12 @@ def console_desk(store: Store, username: str) -> str | None:
 
 
 def encounter_search(store: Store, filters: search.SearchFilters, page: int = 1,
-                     per_page: int = search.PER_PAGE) -> dict[str, Any]:
-    """One page of the encounters' calls that match, newest first, with the count."""
+                     per_page: int = search.PER_PAGE,
+                     cursor: search.Cursor | None = None) -> dict[str, Any]:
+    """One page of the encounters' calls that match, newest first, with the (capped) count
+    and the keyset cursors of the pages beside it."""
     with store.session() as s:
-        return search.search(s, filters, page, per_page)
+        return search.search(s, filters, page, per_page, cursor)
 
 
 def encounter_csv(store: Store, filters: search.SearchFilters,
@@ -579,3 +582,16 @@ def latest_desk_event(store: Store, desk: str) -> screenpop.DeskEvent | None:
     """The desk's newest screen event (what a freshly opened desk page shows first)."""
     with store.session() as s:
         return screenpop.latest_desk_event(s, desk)
+
+
+def dashboard(store: Store) -> dict[str, Any]:
+    """The operations dashboard: waiting callers, desks, callbacks not done, today's counts
+    (docs/console.md, "Dashboard")."""
+    with store.session() as s:
+        return dashboard_room.dashboard(s)
+
+
+def desk_view(store: Store, desk: str) -> DeskView | None:
+    """One desk as the console shows it (None: no such desk)."""
+    with store.session() as s:
+        return next((d for d in desk_room.views(s) if d.desk == desk), None)
