@@ -30,6 +30,7 @@ from ivr import (
     search,
     tokens,
 )
+from ivr import dashboard as dashboard_room
 from ivr import desks as desk_room
 from ivr.accounts import UserView
 from ivr.callflow import FlowSettings
@@ -579,3 +580,16 @@ def latest_desk_event(store: Store, desk: str) -> screenpop.DeskEvent | None:
     """The desk's newest screen event (what a freshly opened desk page shows first)."""
     with store.session() as s:
         return screenpop.latest_desk_event(s, desk)
+
+
+def dashboard(store: Store) -> dict[str, Any]:
+    """The operations dashboard: waiting callers, desks, callbacks not done, today's counts
+    (docs/console.md, "Dashboard")."""
+    with store.session() as s:
+        return dashboard_room.dashboard(s)
+
+
+def desk_view(store: Store, desk: str) -> DeskView | None:
+    """One desk as the console shows it (None: no such desk)."""
+    with store.session() as s:
+        return next((d for d in desk_room.views(s) if d.desk == desk), None)

@@ -16,7 +16,19 @@ from flask_wtf.csrf import CSRFProtect
 
 from ivr.config import Settings
 from ivr.store import Store
-from ivr.web import admin, api, audit, auth, desk, encounters, errors, nav, roster, security
+from ivr.web import (
+    admin,
+    api,
+    audit,
+    auth,
+    dashboard,
+    desk,
+    encounters,
+    errors,
+    nav,
+    roster,
+    security,
+)
 
 csrf = CSRFProtect()
 
@@ -55,4 +67,5 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(audit.bp)
     app.register_blueprint(desk.bp)
     app.register_blueprint(encounters.bp)
+    app.register_blueprint(dashboard.bp)
     return app
