@@ -108,6 +108,20 @@ def browser_http(base_url: str, browser: Browser) -> httpx.Client:
                         headers={"User-Agent": browser.user_agent()}, timeout=5)
 
 
+def shoot(browser: Browser, step: str, css: str = "#screen-pop") -> None:
+    """A screenshot of this step with ``css`` scrolled into the window (the page scrolls down
+    to the outcome form, so the top of the screen-pop or the banner may be out of sight)."""
+    browser.driver.execute_script(
+        "document.querySelector(arguments[0]).scrollIntoView({block: 'start'});", css)
+    browser.screenshot(step)
+
+
+def sign_in(browser: Browser, name: str) -> None:
+    """Sign in and wait for the home page (its redirect must not overtake the next page)."""
+    browser.sign_in(name, PASSWORD)
+    browser.wait_for("header .who", "Test supervisor")
+
+
 def take_desk(browser: Browser, desk: str) -> None:
     browser.open("/desk")
     Select(browser.wait_for("form#take-desk select#desk")).select_by_value(desk)
@@ -194,7 +208,7 @@ def test_given_a_supervisor_at_desk1_when_a_call_rings_then_the_screen_pop_then_
         the_lab: Lab, store: Store, browser: Browser) -> None:
     name = new_user(store)
     desk = the_lab.desk("desk1", DESK_SCENARIO, talk_ms=TALK_MS)
-    browser.sign_in(name, PASSWORD)
+    sign_in(browser, name)
     take_desk(browser, "desk1")
     wait_desk_state(browser, "free")
     browser.screenshot("desk-taken")
@@ -203,7 +217,7 @@ def test_given_a_supervisor_at_desk1_when_a_call_rings_then_the_screen_pop_then_
 
     caller = the_lab.caller(number, "123456#1", scenario="caller_waits")
     ringing = wait_pop(browser, "ringing")
-    browser.screenshot("ringing")
+    shoot(browser, "ringing")
     [invited] = poll("desk1's INVITE in sipp's log", lambda: invite_times(desk), every=0.05)
     delay = ringing.seen_at - invited
     print(f"\n[figure] screen-pop (ringing, Jane Smith) on the page {delay * 1000:.0f} ms "
@@ -217,7 +231,7 @@ def test_given_a_supervisor_at_desk1_when_a_call_rings_then_the_screen_pop_then_
     assert delay <= POP_WITHIN
 
     answered = wait_pop(browser, "answered", timeout=10)
-    browser.screenshot("answered")
+    shoot(browser, "answered")
     assert answered.reference == call["reference"]
 
     assert caller.wait(60) == 0, caller.failure()
@@ -226,7 +240,7 @@ def test_given_a_supervisor_at_desk1_when_a_call_rings_then_the_screen_pop_then_
     browser.wait_for("#wrapup-owed", timeout=10)
     wait_desk_state(browser, "wrap_up")
     wait_pop(browser, "ended", timeout=5)
-    browser.screenshot("outcome-owed")
+    shoot(browser, "outcome-owed")
 
     confirmation = record_outcome(browser, "verified", note)
 
@@ -237,7 +251,7 @@ def test_given_a_supervisor_at_desk1_when_a_call_rings_then_the_screen_pop_then_
     # ...and the line offers desk1 its next call
     following = the_lab.caller(next_number, "123456#1", scenario="caller_waits")
     nxt = wait_pop(browser, "ringing", not_reference=call["reference"])
-    browser.screenshot("next-call")
+    shoot(browser, "next-call")
     assert nxt.caller == next_number
     assert len(poll("desk1's second INVITE", lambda: invite_times(desk)[1:], every=0.05)) == 1
     assert following.wait(60) == 0, following.failure()
@@ -275,14 +289,14 @@ def test_given_a_device_pre_registration_when_a_call_about_the_officer_then_logg
         assert api.get(f"/encounters/{reference}").json()["called"] is False
         name = new_user(store)
         the_lab.desk("desk1", DESK_SCENARIO, talk_ms=TALK_MS)
-        browser.sign_in(name, PASSWORD)
+        sign_in(browser, name)
         take_desk(browser, "desk1")
         number = "07700900811"
 
         caller = the_lab.caller(number, "0042#1", scenario="caller_waits")
         ringing = wait_pop(browser, "ringing")
         prereg = browser.wait_for("#pop-prereg", timeout=2)
-        browser.screenshot("ringing-preregistered")
+        shoot(browser, "ringing-preregistered")
         assert ringing.officer == "Ann Lee"
         shown = {part: browser.driver.find_element(By.ID, f"pop-prereg-{part}").text.strip()
                  for part in ("reference", "place", "purpose", "opened")}
@@ -370,7 +384,7 @@ def one_call(the_lab: Lab, browser: Browser, number: str, db: Stoppable, step: s
     caller = the_lab.caller(number, "123456#1", scenario="caller_waits")
     pop = wait_pop(browser, "ringing",
                    not_reference=previous.reference if previous else None, timeout=40)
-    browser.screenshot(step)
+    shoot(browser, step)
     assert caller.wait(60) == 0, caller.failure()
     call = ended_call_of(the_lab, number, db.env)
     assert (pop.reference, pop.officer, pop.caller) == (call["reference"], "Jane Smith", number)
@@ -385,7 +399,7 @@ def test_given_the_desk_page_open_when_the_app_restarts_and_the_database_is_brie
     db = stoppable_database
     name = new_user(db.store)
     the_lab.desk("desk1", DESK_SCENARIO, talk_ms=TALK_MS)
-    browser.sign_in(name, PASSWORD)
+    sign_in(browser, name)
     take_desk(browser, "desk1")
     wait_desk_state(browser, "free")
     # a mark on this page: a reload (or any new page) would lose it
@@ -401,7 +415,7 @@ def test_given_the_desk_page_open_when_the_app_restarts_and_the_database_is_brie
     stopped = time.monotonic()
     try:
         said = poll("the #connection banner", lambda: banner(browser), timeout=10, every=0.05)
-        browser.screenshot("database-down")
+        shoot(browser, "database-down", "header.top")
         shown_after = time.monotonic() - stopped
     finally:
         db.cluster.start()
@@ -409,7 +423,7 @@ def test_given_the_desk_page_open_when_the_app_restarts_and_the_database_is_brie
     poll("the #connection banner gone", lambda: banner(browser) is None, timeout=15,
          every=0.05)
     gone_after = time.monotonic() - back
-    browser.screenshot("database-back")
+    shoot(browser, "database-back", "header.top")
     print(f"\n[figure] #connection banner {shown_after:.2f} s after the database stopped "
           f"({said!r}); gone {gone_after:.2f} s after it was back")
     assert "database" in said.lower()
