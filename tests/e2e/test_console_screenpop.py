@@ -253,6 +253,10 @@ def test_given_a_supervisor_at_desk1_when_a_call_rings_then_the_screen_pop_then_
     nxt = wait_pop(browser, "ringing", not_reference=call["reference"])
     shoot(browser, "next-call")
     assert nxt.caller == next_number
+    # the last 30 days about this officer: the first call, with its outcome
+    earlier = browser.wait_for(f"#pop-history tr[data-reference='{call['reference']}']",
+                               timeout=2)
+    assert "Verified" in earlier.text, earlier.text
     assert len(poll("desk1's second INVITE", lambda: invite_times(desk)[1:], every=0.05)) == 1
     assert following.wait(60) == 0, following.failure()
     assert ended_call_of(the_lab, next_number)["supervisor"] == "desk1"
