@@ -29,7 +29,7 @@ from sqlalchemy import insert, text
 
 from ivr import services
 from ivr.models import Call, Encounter, Officer, OfficerStatus, RosterResult, Supervisor
-from ivr.search import SearchFilters
+from ivr.search import Cursor, SearchFilters
 from ivr.store import Store
 from tests.pgcluster import PgCluster
 
@@ -100,6 +100,10 @@ def fill(store: Store, calls: int) -> None:
 
 
 def forms(calls: int) -> dict[str, tuple[SearchFilters, int]]:
+    """name -> (filters, page). A deep page is timed twice: as the console's Older link asks
+    for it (a keyset cursor: ``after`` the last call of the page before) and with ``page=N``
+    (OFFSET: still accepted, no longer linked; shown for comparison, not held to the
+    target)."""
     week = START + timedelta(days=180)
     month = START + timedelta(days=200)
     middle = str(10_000_000 + calls // 2)
@@ -114,8 +118,10 @@ def forms(calls: int) -> dict[str, tuple[SearchFilters, int]]:
             warrant="1042", outcome="verified", since=month,
             until=month + timedelta(days=30)), 1),
         "no filter, page 1": (SearchFilters(), 1),
-        "no filter, page 200 (deep)": (SearchFilters(), 200),
-        "outcome, page 100 (deep)": (SearchFilters(outcome="verified"), 100),
+        "no filter, page 200 (keyset)": (SearchFilters(), 200),
+        "outcome, page 100 (keyset)": (SearchFilters(outcome="verified"), 100),
+        "no filter, page=200 (offset)": (SearchFilters(), 200),
+        "outcome, page=100 (offset)": (SearchFilters(outcome="verified"), 100),
     }
 
 
@@ -140,10 +146,18 @@ def bench(store: Store, label: str, calls: int, runs: int) -> bool:
     ok = True
     print(f"{'form':<36} {'rows':>5} {'total':>8} {'p50 ms':>8} {'p99 ms':>8}")
     for name, (filters, page) in forms(calls).items():
-        found = services.encounter_search(store, filters, page)
-        p50, p99 = timed(lambda f=filters, p=page: services.encounter_search(store, f, p), runs)
-        ok &= p99 <= TARGET_MS
-        print(f"{name:<36} {len(found['rows']):>5} {found['total']:>8,} {p50:>8.1f} {p99:>8.1f}")
+        cursor = None
+        if "keyset" in name:  # where the Older link of page-1 points (set up, not timed)
+            before = services.encounter_search(store, filters, page - 1)
+            cursor = Cursor(before["rows"][-1]["call_id"], older=True)
+            page = 1
+        found = services.encounter_search(store, filters, page, cursor=cursor)
+        p50, p99 = timed(lambda f=filters, p=page, c=cursor: services.encounter_search(
+            store, f, p, cursor=c), runs)
+        if "offset" not in name:
+            ok &= p99 <= TARGET_MS
+        total = f"{found['total']:,}{'+' if found['total_capped'] else ''}"
+        print(f"{name:<36} {len(found['rows']):>5} {total:>8} {p50:>8.1f} {p99:>8.1f}")
     p50, p99 = timed(lambda: list(services.encounter_csv(store, SearchFilters(), 1)), runs)
     ok &= p99 <= TARGET_MS
     print(f"{'CSV export, one page':<36} {50:>5} {'':>8} {p50:>8.1f} {p99:>8.1f}")

@@ -6,7 +6,13 @@ Every filter is one of the call table's indexed columns (migration 0008): the da
 ``ix_call_outcome``, the desk on ``ix_call_supervisor_id`` (each with ``started_at`` second, so
 the newest-first order comes from the index), the caller on ``ix_call_caller_number``, the
 reference on ``ix_call_reference`` or the encounter's unique reference. The count uses the
-same filters without a join.
+same filters without a join, and stops at :data:`COUNT_CAP` (counting a million matches costs
+as much as reading them; "10,000+" says enough).
+
+Pages: ``page=N`` skips N-1 pages (OFFSET: a deep page reads every row before it), so the
+links the console gives are keyset cursors instead: ``after=<call id>`` (the last row of the
+page shown: the next, older page) and ``before=<call id>`` (the first row: the newer page).
+A cursor page reads only its own rows from the (started_at, id) order, however deep.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import Select, func, or_, select
+from sqlalchemy import Select, and_, func, or_, select
 from sqlalchemy.orm import Session, joinedload
 
 from ivr import callers, calllog
@@ -30,6 +36,7 @@ from ivr.screenpop import outcome_words, outcomes, preregistration, result_view
 
 PER_PAGE = 50
 MAX_PAGE = 100_000
+COUNT_CAP = 10_000  # the count stops here: "10,000+"
 EXPORT_MAX = 100_000  # rows in one CSV export of a whole search
 NO_OUTCOME = "none"  # the outcome filter's value for "nothing recorded yet"
 
@@ -119,6 +126,28 @@ def parse_page(raw: str | None) -> int:
     return int(raw)
 
 
+@dataclass(frozen=True)
+class Cursor:
+    """A keyset page: the rows older than (``after``) or newer than (``before``) the call
+    with this id, in the search's newest-first order."""
+
+    call_id: int
+    older: bool  # True: after (the next, older page); False: before (the newer page)
+
+
+def parse_cursor(params: Mapping[str, str]) -> Cursor | None:
+    """``after=<call id>`` or ``before=<call id>`` (422 filter_invalid: malformed, or both)."""
+    after, before = params.get("after") or "", params.get("before") or ""
+    if after and before:
+        raise _bad("give after or before, not both")
+    raw = after or before
+    if not raw:
+        return None
+    if not raw.isdigit() or not 1 <= int(raw) <= 2**62:
+        raise _bad(f"{'after' if after else 'before'}={raw!r} must be a call id")
+    return Cursor(int(raw), older=bool(after))
+
+
 def _where(query: Select[Any], f: SearchFilters) -> Select[Any]:
     if f.since is not None:
         query = query.where(Call.started_at >= f.since)
@@ -171,14 +200,54 @@ def _rows_query(f: SearchFilters) -> Select[Call]:
         joinedload(Call.supervisor)).order_by(Call.started_at.desc(), Call.id.desc())
 
 
+def count(session: Session, f: SearchFilters, cap: int | None = None) -> tuple[int, bool]:
+    """(how many calls match, up to ``cap`` (COUNT_CAP); whether there are more)."""
+    cap = COUNT_CAP if cap is None else cap
+    capped = _where(select(Call.id), f).limit(cap + 1).subquery()
+    found = int(session.scalar(select(func.count()).select_from(capped)) or 0)
+    return min(found, cap), found > cap
+
+
+def _keyset(query: Select[Any], session: Session, cursor: Cursor) -> Select[Any]:
+    at = session.scalar(select(Call.started_at).where(Call.id == cursor.call_id))
+    if at is None:
+        raise _bad(f"there is no call {cursor.call_id} to page from")
+    if cursor.older:
+        # started_at <= at alone is what the index ranges over; the OR breaks ties by id
+        return query.where(Call.started_at <= at, or_(
+            Call.started_at < at, and_(Call.started_at == at, Call.id < cursor.call_id)))
+    return query.where(Call.started_at >= at, or_(
+        Call.started_at > at, and_(Call.started_at == at, Call.id > cursor.call_id)))
+
+
 def search(session: Session, f: SearchFilters, page: int = 1,
-           per_page: int = PER_PAGE) -> dict[str, Any]:
-    """One page of the calls that match, newest first, and how many match in all."""
-    total = int(session.scalar(_where(select(func.count(Call.id)), f)) or 0)
-    calls = session.scalars(_rows_query(f).limit(per_page).offset((page - 1) * per_page))
+           per_page: int = PER_PAGE, cursor: Cursor | None = None) -> dict[str, Any]:
+    """One page of the calls that match, newest first, how many match (up to COUNT_CAP), and
+    the cursors of the pages beside it (None: there is none)."""
+    total, more = count(session, f)
+    if cursor is None:
+        calls = list(session.scalars(_rows_query(f).limit(per_page + 1)
+                                     .offset((page - 1) * per_page)))
+        older, newer = len(calls) > per_page, page > 1
+        calls = calls[:per_page]
+    elif cursor.older:
+        calls = list(session.scalars(_keyset(_rows_query(f), session, cursor)
+                                     .limit(per_page + 1)))
+        older, newer = len(calls) > per_page, True
+        calls = calls[:per_page]
+    else:
+        query = _keyset(_where(select(Call), f), session, cursor).options(
+            joinedload(Call.encounter).joinedload(Encounter.officer),
+            joinedload(Call.supervisor)).order_by(Call.started_at, Call.id)
+        calls = list(session.scalars(query.limit(per_page + 1)))
+        older, newer = True, len(calls) > per_page
+        calls = list(reversed(calls[:per_page]))
     rows = [_row(c) for c in calls]
     pages = max(1, -(-total // per_page))
-    return {"rows": rows, "total": total, "page": page, "per_page": per_page, "pages": pages}
+    return {"rows": rows, "total": total, "total_capped": more,
+            "page": page if cursor is None else None, "per_page": per_page, "pages": pages,
+            "after": rows[-1]["call_id"] if rows and older else None,
+            "before": rows[0]["call_id"] if rows and newer else None}
 
 
 def _csv_line(row: dict[str, Any]) -> str:

@@ -538,10 +538,12 @@ def console_desk(store: Store, username: str) -> str | None:
 
 
 def encounter_search(store: Store, filters: search.SearchFilters, page: int = 1,
-                     per_page: int = search.PER_PAGE) -> dict[str, Any]:
-    """One page of the encounters' calls that match, newest first, with the count."""
+                     per_page: int = search.PER_PAGE,
+                     cursor: search.Cursor | None = None) -> dict[str, Any]:
+    """One page of the encounters' calls that match, newest first, with the (capped) count
+    and the keyset cursors of the pages beside it."""
     with store.session() as s:
-        return search.search(s, filters, page, per_page)
+        return search.search(s, filters, page, per_page, cursor)
 
 
 def encounter_csv(store: Store, filters: search.SearchFilters,

@@ -52,10 +52,12 @@ def index() -> Response | str:
     """Search the encounters' calls (every filter is a query parameter)."""
     filters = search.parse_filters(request.args)
     page = search.parse_page(request.args.get("page"))
-    found = services.encounter_search(context.store(), filters, page)
+    cursor = search.parse_cursor(request.args)
+    found = services.encounter_search(context.store(), filters, page, cursor=cursor)
     if wants_json():
         return jsonify(found)
-    params: dict[str, Any] = {k: v for k, v in request.args.items() if k != "page" and v}
+    params: dict[str, Any] = {k: v for k, v in request.args.items()
+                              if k not in ("page", "after", "before") and v}
     return render_template("encounters/search.html", found=found, args=request.args,
                            params=params, outcomes=[(o.value, OUTCOME_WORDS[o]) for o in Outcome],
                            desks=context.settings().desks,

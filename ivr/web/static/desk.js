@@ -6,8 +6,10 @@
   var csrf = document.body.getAttribute("data-csrf");
   var banner = document.getElementById("connection");
   var pop = document.getElementById("screen-pop");
-  var databaseDown = false;
+  var databaseDown = false; // the stream's status events say so
+  var databaseDownPoll = false; // the state poll got 503
   var streamDown = false;
+  var pollDown = false;
   var PHASES = {ringing: "ringing", answered: "answered", ended: "ended",
                 cleared: "left your desk", empty: ""};
 
@@ -16,10 +18,10 @@
 
   function showBanner() {
     if (!banner) { return; }
-    if (databaseDown) {
+    if (databaseDown || databaseDownPoll) {
       banner.textContent = "Database unavailable — showing the last known state";
       banner.hidden = false;
-    } else if (streamDown) {
+    } else if (streamDown || pollDown) {
       banner.textContent = "Live updates lost — reconnecting…";
       banner.hidden = false;
     } else {
@@ -140,12 +142,13 @@
     fetch("/desk/state.json", {headers: {Accept: "application/json"}, credentials: "same-origin"})
       .then(function (r) {
         if (r.status === 401) { window.location.href = "/login?next=/desk"; return null; }
-        if (r.status === 503) { databaseDown = true; showBanner(); return null; }
+        pollDown = false;
+        databaseDownPoll = r.status === 503;
+        showBanner();
         return r.ok ? r.json() : null;
       })
       .then(function (s) {
         if (!s) { return; }
-        if (databaseDown && !streamDown) { databaseDown = false; showBanner(); }
         if (!s.desk) { window.location.reload(); return; }
         var el = byId("desk-state");
         el.textContent = s.state || "unknown";
@@ -153,7 +156,7 @@
         byId("wrapup-owed").hidden = !s.outcome_owed;
         text("wrapup-reference", s.outcome_owed_reference || "");
       })
-      .catch(function () { streamDown = true; showBanner(); });
+      .catch(function () { pollDown = true; showBanner(); });
   }
 
   var form = byId("outcome-form");

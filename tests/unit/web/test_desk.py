@@ -4,6 +4,7 @@ route: sign-in required, roles, CSRF, bad input refused with its id and nothing 
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
@@ -46,7 +47,7 @@ def ringing(store: Store, desk: str = "desk1", owed: bool = False) -> int:
 
 
 def test_given_a_supervisor_when_they_take_a_desk_then_the_page_shows_it_and_it_is_audited(
-        as_role, store: Store) -> None:
+        as_role: Any, store: Store) -> None:
     desks(store, "desk1", "desk2")
     client = as_role("supervisor")
     page = client.get("/desk").get_data(as_text=True)
@@ -67,7 +68,7 @@ def test_given_a_supervisor_when_they_take_a_desk_then_the_page_shows_it_and_it_
 
 
 def test_given_a_desk_held_by_another_when_taken_then_409_desk_taken_and_nothing_written(
-        as_role, store: Store) -> None:
+        as_role: Any, store: Store) -> None:
     desks(store, "desk1")
     with store.session() as s:
         s.execute(update(Supervisor).values(console_user="admin"))
@@ -85,8 +86,8 @@ def test_given_a_desk_held_by_another_when_taken_then_409_desk_taken_and_nothing
     assert snapshot(store) == before
 
 
-def test_given_no_session_or_an_auditor_then_the_desk_is_refused(client: FlaskClient,
-                                                                 as_role, store: Store) -> None:
+def test_given_no_session_or_an_auditor_then_the_desk_is_refused(
+        client: FlaskClient, as_role: Any, store: Store) -> None:
     desks(store, "desk1")
     assert client.get("/desk").status_code == 302
     assert client.post("/desk/take", data={"desk": "desk1"}).status_code in (400, 401)
@@ -103,7 +104,7 @@ def test_given_no_session_or_an_auditor_then_the_desk_is_refused(client: FlaskCl
 
 
 def test_given_a_ringing_desk_when_the_page_loads_then_the_screen_pop_is_rendered(
-        as_role, store: Store) -> None:
+        as_role: Any, store: Store) -> None:
     desks(store, "desk1")
     call_id = ringing(store, owed=True)
     with store.session() as s:
@@ -124,7 +125,7 @@ def test_given_a_ringing_desk_when_the_page_loads_then_the_screen_pop_is_rendere
 
 
 def test_given_the_call_on_screen_when_the_outcome_is_posted_then_it_is_appended_and_audited(
-        as_role, store: Store) -> None:
+        as_role: Any, store: Store) -> None:
     desks(store, "desk1")
     call_id = ringing(store, owed=True)
     with store.session() as s:
@@ -163,7 +164,7 @@ def test_given_the_call_on_screen_when_the_outcome_is_posted_then_it_is_appended
     ({"outcome": "verified", "note": "x" * 2001}, 422, "note_too_long"),
 ])
 def test_given_bad_outcome_input_then_refused_with_its_id_and_nothing_written(
-        as_role, store: Store, data: dict[str, str], status: int, error: str) -> None:
+        as_role: Any, store: Store, data: dict[str, str], status: int, error: str) -> None:
     desks(store, "desk1")
     call_id = ringing(store)
     client = as_role("admin")
@@ -176,7 +177,7 @@ def test_given_bad_outcome_input_then_refused_with_its_id_and_nothing_written(
 
 
 def test_given_no_such_call_or_no_csrf_or_an_auditor_then_the_outcome_is_refused(
-        as_role, client: FlaskClient, store: Store) -> None:
+        as_role: Any, client: FlaskClient, store: Store) -> None:
     desks(store, "desk1")
     call_id = ringing(store)
     before = snapshot(store)
