@@ -121,6 +121,7 @@ def _history_row(call: Call) -> dict[str, Any]:
             "warrant_number": call.digits_entered,
             "caller_number": callers.shown(call.caller_number),
             "result": (call.roster_result or RosterResult.NONE_ENTERED).value,
+            "result_words": RESULT_WORDS[call.roster_result or RosterResult.NONE_ENTERED],
             "outcome": call.outcome, "outcome_words": outcome_words(call.outcome)}
 
 

@@ -92,7 +92,7 @@
         var tr = document.createElement("tr");
         tr.setAttribute("data-reference", h.reference);
         tr.setAttribute("data-history", pair[0]);
-        var cells = [localTime(h.at), null, pair[1], h.caller_number, h.result,
+        var cells = [localTime(h.at), null, pair[1], h.caller_number, h.result_words || h.result,
                      h.outcome_words || "None recorded"];
         cells.forEach(function (value, i) {
           var td = document.createElement("td");
