@@ -126,7 +126,14 @@ def login() -> BaseResponse | str | tuple[Response | str, int]:
 @bp.route("/logout", methods=["POST"])
 def logout() -> BaseResponse:
     if current_user.is_authenticated:
-        services_audit(me().username, "sign_out")
+        # signing out gives the desk back (a desk that owes an outcome still owes it): the
+        # next supervisor can take it, and its screen-pops stop going to an empty chair
+        store, username = context.store(), me().username
+        desk = services.console_desk(store, username)
+        if desk is not None:
+            services.leave_desk(store, desk, username)
+            services_audit(username, "leave_desk", desk, why="sign_out")
+        services_audit(username, "sign_out")
     logout_user()
     session.clear()
     return redirect(url_for("auth.login"))

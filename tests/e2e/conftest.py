@@ -15,11 +15,12 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from ivr import calllog
 from ivr.config import Settings
 from ivr.models import Call as CallRow
+from ivr.models import Supervisor
 from ivr.store import Store
 from ops import console, lab
 from tests.e2e import ports
@@ -104,12 +105,13 @@ class Lab:
     def app_log_size(self) -> int:
         return (self.settings.log_dir / "app.log").stat().st_size
 
-    def availability_applied(self, since: int) -> set[str]:
-        """The desks whose availability the line applied after app.log was ``since`` bytes."""
+    def availability_applied(self, since: int,
+                             said: str = "availability changed: ") -> set[str]:
+        """The desks whose availability the line applied after app.log was ``since`` bytes
+        (with ``said``: the desks of another of its per-desk log lines)."""
         gained = (self.settings.log_dir / "app.log").read_bytes()[since:]
         return {desk for line in gained.decode(errors="replace").splitlines()
-                if "availability changed: " in line
-                for desk in line.split("availability changed: ", 1)[1].split(", ")}
+                if said in line for desk in line.split(said, 1)[1].split(", ")}
 
     def open_calls(self) -> list[str]:
         """Channel ids of calls the log still has as in progress."""
@@ -232,13 +234,23 @@ def the_lab(lab_session: Lab) -> Iterator[Lab]:
         caller.kill()  # one still running means its test failed; do not leave it behind
     for phone in lab_session.phones:
         phone.stop()
-    # every test starts with every supervisor available (a test may pause one)
+    # every test starts with every supervisor available (a test may pause one), and with no
+    # desk held on the console nor owing an outcome (a console test may leave one so, and the
+    # line would then offer that desk no call in the next test)
     since = lab_session.app_log_size()
     with Store(lab_session.settings.db_url).session() as s:
         was = calllog.availability(s)
         for desk in lab_session.settings.desks:
             calllog.set_availability(s, desk, paused=False, signed_out=False)
+        owed = set(s.scalars(select(Supervisor.desk).where(
+            Supervisor.wrapup_channel.is_not(None))))
+        s.execute(update(Supervisor).values(console_user=None, console_since=None,
+                                            wrapup_channel=None))
     reset = {d for d in lab_session.settings.desks if was.get(d, (False, False)) != (False, False)}
+    if owed and lab.app_connected(lab_session.instance):
+        poll("the line to take the owed desks back into service", lambda: owed <= (
+            lab_session.availability_applied(since, "outcome given, back in service: ")),
+            timeout=5, every=0.05)
     if reset and lab.app_connected(lab_session.instance):
         # ...and the line holds that too before the next test: its desk_availability() waits
         # for the line to log the change it makes, which never comes if the line still holds

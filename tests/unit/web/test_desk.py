@@ -10,10 +10,11 @@ import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import select, update
 
+from ivr import services
 from ivr.models import AuditEntry, Call, CallOutcome, Supervisor
 from ivr.store import Store
 from tests.unit import console_rows as rows
-from tests.unit.web.conftest import csrf_token
+from tests.unit.web.conftest import csrf_token, sign_in
 from tests.unit.web.snapshot import snapshot
 
 JSON = {"Accept": "application/json"}
@@ -204,3 +205,18 @@ def test_given_no_such_call_or_no_csrf_or_an_auditor_then_the_outcome_is_refused
     assert {k: v for k, v in after.items() if k not in signing} == {
         k: v for k, v in before.items() if k not in signing}
     assert audited(store, "record_outcome") == []
+
+
+def test_given_a_supervisor_holding_a_desk_when_signing_out_then_the_desk_is_given_back(
+        client: FlaskClient, store: Store) -> None:
+    with store.session() as s:
+        rows.desk(s, "desk1")
+    sign_in(client, "supervisor")
+    services.take_desk(store, "desk1", "supervisor")
+    token = csrf_token(client, "/")
+    assert client.post("/logout", data={"csrf_token": token}).status_code == 302
+    assert services.console_desk(store, "supervisor") is None
+    with store.session() as s:
+        actions = list(s.scalars(select(AuditEntry.action).where(
+            AuditEntry.actor == "supervisor").order_by(AuditEntry.id)))
+    assert actions[-2:] == ["leave_desk", "sign_out"]
