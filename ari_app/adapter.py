@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 from collections.abc import Sequence
@@ -69,7 +70,13 @@ class AriTelephony:
 
     async def create_bridge(self, bridge_id: str, channel_ids: Sequence[str]) -> None:
         await self.client.create_bridge(bridge_id)
-        await self.client.add_to_bridge(bridge_id, channel_ids)
+        try:
+            await self.client.add_to_bridge(bridge_id, channel_ids)
+        except AriError:
+            # a caller who hung up as the supervisor pressed 1: no empty bridge left behind
+            with contextlib.suppress(AriError):
+                await self.client.destroy_bridge(bridge_id)
+            raise
 
     async def record_bridge(self, bridge_id: str, name: str) -> bool:
         try:

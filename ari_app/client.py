@@ -315,8 +315,17 @@ class AriClient:
         await self.request("POST", f"/bridges/{bridge_id}/moh")
 
     async def add_to_bridge(self, bridge_id: str, channel_ids: Sequence[str]) -> None:
-        await self.request("POST", f"/bridges/{bridge_id}/addChannel",
-                           {"channel": ",".join(channel_ids)})
+        path = f"/bridges/{bridge_id}/addChannel"
+        try:
+            await self.request("POST", path, {"channel": ",".join(channel_ids)})
+        except AriNotFound:
+            raise
+        except AriHttpError as exc:
+            # Asterisk answers 400 "Channel not found" (not 404) when a channel to add has
+            # just hung up: the channel is gone, like any 404, and its StasisEnd is coming
+            if exc.status == 400 and "not found" in str(exc).lower():
+                raise AriNotFound("POST", path, exc.status, str(exc)) from exc
+            raise
 
     async def record_bridge(self, bridge_id: str, name: str, fmt: str = "wav") -> None:
         await self.request("POST", f"/bridges/{bridge_id}/record",

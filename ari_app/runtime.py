@@ -244,8 +244,10 @@ class CallRuntime:
         """A bug must never leave a caller in silence: hand them to the dialplan fallback."""
         if isinstance(self.call.state, Bridged):
             return  # already talking to a supervisor; leave them be
+        # every desk leg not in a conversation: ringing, or answered and hearing the whisper
+        # (left up, that desk phone would stay busy on nothing until the sweeper came)
         unanswered = list(self.data.runtime.legs)
-        if self.data.desk_channel_id is not None and self.data.answered_at is None:
+        if self.data.desk_channel_id is not None:
             unanswered.append(self.data.desk_channel_id)
         try:
             for leg in dict.fromkeys(unanswered):

@@ -141,6 +141,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--rate", type=float, default=2.0)
     ap.add_argument("--desks", type=int, default=4)
     ap.add_argument("--db", choices=("sqlite", "postgresql"), default="sqlite")
+    ap.add_argument("--keep", action="store_true", help="keep the lab's home (logs, database)")
     args = ap.parse_args(argv)
     pg = None
     db_url = None
@@ -228,8 +229,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if store is not None:
             store.dispose()
         lab.down(settings)
-        shutil.rmtree(lab.instance(settings).outside, ignore_errors=True)
-        shutil.rmtree(home, ignore_errors=True)
+        if args.keep:
+            print(f"screenpop: kept {home}")
+        else:
+            shutil.rmtree(lab.instance(settings).outside, ignore_errors=True)
+            shutil.rmtree(home, ignore_errors=True)
         if pg is not None:
             pg.destroy()
 

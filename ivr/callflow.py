@@ -905,8 +905,11 @@ async def bridge(ctx: CallContext, seat: Seat, desk_leg: str, reference_again: b
     if seat.playback_id is not None:
         await ctx.tel.stop_playback(seat.playback_id)
     d.runtime.legs.pop(desk_leg, None)
-    d.bridge_id = ids.mixing_bridge(d.channel_id)
-    await ctx.tel.create_bridge(d.bridge_id, [d.channel_id, desk_leg])  # off hold
+    # the call has a bridge only once both are in it: a caller gone at this very moment
+    # (their hang-up is on its way) never talked, and is ended as such
+    bridge_id = ids.mixing_bridge(d.channel_id)
+    await ctx.tel.create_bridge(bridge_id, [d.channel_id, desk_leg])  # off hold
+    d.bridge_id = bridge_id
     if d.hold_bridge_id is not None:
         await ctx.tel.destroy_bridge(d.hold_bridge_id)
         d.hold_bridge_id = None

@@ -102,3 +102,41 @@ async def test_given_a_bridge_when_music_and_a_prompt_are_started_then_typed_req
     assert [(r.method, r.url.path) for r in seen] == [
         ("POST", "/ari/bridges/c1-hold/moh"), ("POST", "/ari/bridges/c1-bridge/play/p1")]
     assert seen[1].url.params["media"] == "sound:a,sound:b"
+
+
+async def test_given_a_channel_gone_when_added_to_a_bridge_then_not_found() -> None:
+    # Asterisk 22 answers addChannel with 400 "Channel not found" (not 404) when the caller
+    # hung up a moment before: that is a channel gone, like any 404
+    import pytest
+
+    from ari_app.client import AriHttpError, AriNotFound
+    seen: list[httpx.Request] = []
+    gone = client_answering(400, seen, {"message": "Channel not found"})
+    with pytest.raises(AriNotFound):
+        await gone.add_to_bridge("b1", ["c1", "c1-desk1"])
+    other = client_answering(400, seen, {"message": "Bridge is not a mixing bridge"})
+    with pytest.raises(AriHttpError) as refused:
+        await other.add_to_bridge("b1", ["c1"])
+    assert not isinstance(refused.value, AriNotFound)
+
+
+async def test_given_a_channel_gone_when_the_bridge_is_made_then_it_is_destroyed_again() -> None:
+    import pytest
+
+    from ari_app.adapter import AriTelephony
+    from ari_app.client import AriNotFound
+    seen: list[httpx.Request] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        if request.url.path.endswith("/addChannel"):
+            return httpx.Response(400, json={"message": "Channel not found"})
+        return httpx.Response(204)
+
+    client = AriClient("http://127.0.0.1:8088", "verifyline", "secret", APP,
+                       transport=httpx.MockTransport(handle))
+    with pytest.raises(AriNotFound):
+        await AriTelephony(client).create_bridge("c1-bridge", ["c1", "c1-desk1"])
+    assert [(r.method, r.url.path) for r in seen] == [
+        ("POST", "/ari/bridges/c1-bridge"), ("POST", "/ari/bridges/c1-bridge/addChannel"),
+        ("DELETE", "/ari/bridges/c1-bridge")]
