@@ -155,18 +155,6 @@ class CallServicesImpl:
 
     def record(self, kind: str, detail: dict[str, object]) -> None:
         self.line.log(logops.save_entry(self.data, kind, detail, now()))
-        if kind == "desk_offered":
-            self.line.spawn(self._announce(str(detail["desk"])))
-
-    async def _announce(self, desk: str) -> None:
-        """The console's screen-pop without waiting for the journal (services.announce_offer);
-        losing it loses nothing: the journaled desk_offered event follows."""
-        channel = self.data.channel_id
-        try:
-            await self.line.in_db(lambda: services.announce_offer(self.line.store, desk,
-                                                                  channel))
-        except Exception as exc:
-            log.debug("announcing the offer to %s failed (%s)", desk, exc)
 
 
 class CallRuntime:

@@ -9,13 +9,12 @@ Each function opens its own session on the store it is given, so a caller on a w
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, select, text, update
+from sqlalchemy import CursorResult, select, update
 from sqlalchemy.orm import Session
 
 from ivr import (
@@ -52,7 +51,7 @@ from ivr.models import (
     Outcome,
     Supervisor,
 )
-from ivr.store import OFFERS_CHANNEL, Store, notify
+from ivr.store import Store, notify
 from ivr.telephony import LookupResult
 from ivr.tokens import TokenView
 
@@ -523,27 +522,6 @@ def desk_events_since(store: Store, last_id: int, limit: int = 500,
     for one desk or all."""
     with store.session() as s:
         return screenpop.desk_events_since(s, last_id, limit, desk)
-
-
-def announce_offer(store: Store, desk: str, channel_id: str) -> None:
-    """Tell the console at once that ``desk`` is about to ring for the caller ``channel_id``
-    (PostgreSQL: a NOTIFY with that payload, outside the journal; elsewhere nothing: the
-    console polls SQLite every 25 ms anyway). Best effort: the journaled ``desk_offered``
-    event follows and is what the screen-pop's record rests on."""
-    if store.engine.dialect.name != "postgresql":
-        return
-    payload = json.dumps({"desk": desk, "channel": channel_id})
-    with store.session() as s:
-        s.execute(text("SELECT pg_notify(:channel, :payload)"),
-                  {"channel": OFFERS_CHANNEL, "payload": payload})
-
-
-def offered_call(store: Store, channel_id: str) -> int | None:
-    """The id of the call row of caller channel ``channel_id`` (None: not written yet)."""
-    with store.session() as s:
-        found: int | None = s.scalars(select(Call.id).where(Call.channel_id == channel_id)
-                                      ).first()
-        return found
 
 
 def last_event_id(store: Store) -> int:

@@ -107,10 +107,6 @@ def insert_new(session: Session, model: type[Base], key: str, **values: Any) -> 
 
 
 EVENTS_CHANNEL = "verifyline_events"
-# "a desk is about to ring for this call", sent by the line straight away, not through its
-# journal: the console's hub shows the screen-pop from the call row already written, without
-# waiting for the journal to reach the desk's own event (which follows, and is the record)
-OFFERS_CHANNEL = "verifyline_offers"
 
 
 def notify(session: Session) -> None:

@@ -29,11 +29,11 @@ from sqlalchemy.exc import SQLAlchemyError
 from ivr import services
 from ivr.exceptions import ConsoleError, StoreError
 from ivr.screenpop import DeskEvent
-from ivr.store import EVENTS_CHANNEL, OFFERS_CHANNEL, Store
+from ivr.store import Store
 
 log = logging.getLogger(__name__)
 
-CHANNEL = EVENTS_CHANNEL
+CHANNEL = "verifyline_events"
 POLL_SECONDS = 0.025  # SQLite: how often the hub looks for new events
 FALLBACK_SECONDS = 1.0  # PostgreSQL: the poll beside LISTEN
 MAX_BACKOFF = 2.0  # the longest wait between two tries while the database is down
@@ -229,42 +229,14 @@ class Hub:
         if conn is None:  # pragma: no cover - _run connects it before each read
             return
         # one notification wakes us; the query then reads every event there is
-        for note in conn.notifies(timeout=self.fallback, stop_after=1):
-            if note.channel == OFFERS_CHANNEL:
-                self._offer(note.payload)
+        for _ in conn.notifies(timeout=self.fallback, stop_after=1):
             break
-
-    def _offer(self, payload: str) -> None:
-        """The line's word that a desk is about to ring (PostgreSQL only, before its journal
-        has written the desk's event): the desk's streams get the screen-pop from the call
-        row at once. Not resumable (no id); the journaled desk_offered follows with its id."""
-        try:
-            raw = json.loads(payload)
-            desk, channel = str(raw["desk"]), str(raw["channel"])
-        except (ValueError, KeyError, TypeError):
-            return
-        with self._lock:
-            subs = list(self._subscribers.get(desk, ()))
-        if not subs:
-            return
-        call_id = services.offered_call(self.store, channel)
-        if call_id is None:
-            return
-        try:
-            pop = services.screen_pop(self.store, call_id)
-        except ConsoleError:
-            return
-        message = Message("screen_pop", {**photo_url(pop), "phase": "ringing", "desk": desk,
-                                         "event": "desk_offered"})
-        for sub in subs:
-            sub.put(message)
 
     def _connect(self) -> psycopg.Connection[Any]:
         url = self.store.engine.url.set(drivername="postgresql")
         conn = psycopg.connect(url.render_as_string(hide_password=False), autocommit=True,
                                connect_timeout=2)
         conn.execute(f"LISTEN {CHANNEL}")
-        conn.execute(f"LISTEN {OFFERS_CHANNEL}")
         return conn
 
     def _close_listener(self) -> None:

@@ -152,54 +152,6 @@ def test_given_postgresql_when_the_line_notifies_then_woken_at_once_and_an_outag
         line.dispose()
 
 
-def test_given_postgresql_when_the_line_announces_an_offer_then_the_pop_comes_before_any_event(
-        own_cluster: PgCluster) -> None:
-    url = own_cluster.create_database("offers")
-    store, line = Store(url), Store(url)
-    store.migrate()
-    hub = live.Hub(store, fallback=30.0)
-    try:
-        with line.session() as s:
-            rows.officer(s)
-            c = rows.call(s)  # the call row the journal wrote seconds before (digits, result)
-            call_id, channel = c.id, c.channel_id
-        sub = hub.subscribe("desk1")
-        deadline = time.monotonic() + 5
-        while hub._listener is None and time.monotonic() < deadline:
-            time.sleep(0.01)
-        # when: the line is about to ring desk1 and says so at once, no call_event written
-        written = time.monotonic()
-        services.announce_offer(line, "desk1", channel)
-        message = next_message(sub, within=2)
-        assert time.monotonic() - written < 1.0
-        # then: the screen-pop of that call, ringing, not resumable (the event follows)
-        assert message.event == "screen_pop" and message.id is None
-        assert message.data["call_id"] == call_id and message.data["phase"] == "ringing"
-        assert message.data["event"] == "desk_offered"
-        assert message.data["officer"]["name"] == "Jane Smith"
-        with line.session() as s:
-            assert s.scalar(text("SELECT count(*) FROM call_event")) == 0
-        # an offer for another desk, or a call not written yet, pops nothing here
-        services.announce_offer(line, "desk2", channel)
-        services.announce_offer(line, "desk1", "not-a-channel")
-        with pytest.raises(queue.Empty):
-            sub.queue.get(timeout=0.3)
-    finally:
-        hub.stop()
-        store.dispose()
-        line.dispose()
-
-
-def test_given_sqlite_when_the_line_announces_an_offer_then_nothing_is_sent(
-        tmp_path: Any) -> None:
-    store = Store(f"sqlite:///{tmp_path / 'o.db'}")
-    store.migrate()
-    services.announce_offer(store, "desk1", "chan-1")  # the hub polls SQLite: no side channel
-    with store.session() as s:
-        assert s.scalar(text("SELECT count(*) FROM call_event")) == 0
-    store.dispose()
-
-
 # --- the SSE endpoint ----------------------------------------------------------------------
 
 
