@@ -766,13 +766,18 @@ def run(opts: Options) -> int:
         ari.close()
         if store is not None:
             store.dispose()
-        lab.down(settings)
-        if opts.keep:
-            print(f"load: kept {home} (Asterisk's files: {home / 'asterisk'})")
-        else:
-            # this run's Asterisk instance folder in the chroot (recordings, astdb) goes too
-            shutil.rmtree(lab.instance(settings).outside, ignore_errors=True)
-            shutil.rmtree(home, ignore_errors=True)
+        take_down(settings, home, opts.keep, "load")
+
+
+def take_down(settings: Settings, home: Path, keep: bool, who: str) -> None:
+    """Stop a benchmark's own lab; remove its home unless asked to keep it."""
+    lab.down(settings)
+    if keep:
+        print(f"{who}: kept {home} (Asterisk's files: {home / 'asterisk'})")
+    else:
+        # this run's Asterisk instance folder in the chroot (recordings, astdb) goes too
+        shutil.rmtree(lab.instance(settings).outside, ignore_errors=True)
+        shutil.rmtree(home, ignore_errors=True)
 
 
 def summarise(opts: Options, settings: Settings, sipp: SippResult, figures: CallFigures,

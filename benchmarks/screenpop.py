@@ -29,7 +29,6 @@ import dataclasses
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -167,6 +166,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     env["VERIFYLINE_ARI_PASSWORD"] = settings.ari_password
     procs: list[subprocess.Popen[bytes]] = []
     store: Store | None = None
+    ari: httpx.Client | None = None
     try:
         lab.up(settings)
         load.verifyline(env, "roster", "import", str(load.DEMO_ROSTER))
@@ -228,12 +228,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             load.kill(p)
         if store is not None:
             store.dispose()
-        lab.down(settings)
-        if args.keep:
-            print(f"screenpop: kept {home}")
-        else:
-            shutil.rmtree(lab.instance(settings).outside, ignore_errors=True)
-            shutil.rmtree(home, ignore_errors=True)
+        if ari is not None:
+            ari.close()
+        load.take_down(settings, home, args.keep, "screenpop")
         if pg is not None:
             pg.destroy()
 
