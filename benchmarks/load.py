@@ -14,9 +14,9 @@ once, since a caller talks about --hold + 2 s after the bridge; 806 desks by def
 
 What it does:
 
-1. starts a lab of its own (a temporary ``VERIFYLINE_HOME``, SIP 65060, ARI 65088, RTP
-   61000-64999 by default: never the test suite's lab), with D desk endpoints ``load1``...
-   ``loadD``, no wrap-up, no auto-pause, no rate flag, and imports ``ivr/demo_roster.csv``;
+1. starts a lab of its own (a temporary ``VERIFYLINE_HOME``, SIP 65060, ARI 65088, console
+   65080, RTP 61000-64999 by default: never the test suite's lab), with D desk endpoints
+   ``load1``... ``loadD``, no wrap-up, no auto-pause, no rate flag, and imports ``ivr/demo_roster.csv``;
 2. one sipp process registers every desk (``benchmarks/sipp/desks_register.xml`` with an
    injection file) and answers every call offered to any of them
    (``desks_answer.xml``: rings 300 ms, answers, presses 1 in the whisper by SIP INFO, echoes
@@ -136,6 +136,12 @@ class Options:
     @property
     def desk_port(self) -> int:
         return self.sip_port + 11
+
+    @property
+    def console_port(self) -> int:
+        # the lab starts a console too: never the default 8080, where a developer's lab or
+        # another benchmark's may be
+        return self.sip_port + 20
 
     @property
     def overflow_port(self) -> int:
@@ -470,6 +476,7 @@ def lab_env(opts: Options, home: Path, desks: Sequence[str]) -> dict[str, str]:
         "VERIFYLINE_HOME": str(home),
         "VERIFYLINE_SIP_PORT": str(opts.sip_port),
         "VERIFYLINE_ARI_PORT": str(opts.ari_port),
+        "VERIFYLINE_CONSOLE_PORT": str(opts.console_port),
         "VERIFYLINE_RTP_PORTS": opts.rtp_ports,
         "VERIFYLINE_DESKS": ",".join(desks),
         "VERIFYLINE_WRAP_UP": "0",
