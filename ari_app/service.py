@@ -69,7 +69,7 @@ class LineService:
         self.resyncer = Resync(self)
         self.stream = EventStream(settings.ari_url, settings.ari_user, settings.ari_password,
                                   settings.app_name, self.on_event, self.on_connect,
-                                  self.on_disconnect)
+                                  self.on_disconnect, rest=client)
 
     # --- plumbing ------------------------------------------------------------------------
 

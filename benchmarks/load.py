@@ -16,7 +16,8 @@ What it does:
 
 1. starts a lab of its own (a temporary ``VERIFYLINE_HOME``, SIP 65060, ARI 65088, console
    65080, RTP 61000-64999 by default: never the test suite's lab), with D desk endpoints
-   ``load1``... ``loadD``, no wrap-up, no auto-pause, no rate flag, and imports ``ivr/demo_roster.csv``;
+   ``load1``... ``loadD``, no wrap-up, no auto-pause, no rate flag, and imports
+   ``ivr/demo_roster.csv``;
 2. one sipp process registers every desk (``benchmarks/sipp/desks_register.xml`` with an
    injection file) and answers every call offered to any of them
    (``desks_answer.xml``: rings 300 ms, answers, presses 1 in the whisper by SIP INFO, echoes
