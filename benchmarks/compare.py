@@ -1,14 +1,15 @@
 """The product against the native anchor: the same verification call through the ARI app and
 through plain dialplan, in ONE lab, one after the other, and one table of both.
 
-    .venv/bin/python benchmarks/compare.py [--calls N] [--rate R] [--hold H]
+    .venv/bin/python benchmarks/compare.py [--calls N] [--rate R] [--product-rate R] [--hold H]
                                            [--recording on|off] [--flows product,native]
                                            [--find-rate R1,R2,...] [--held N1,N2,...]
                                            [--sip-port P --ari-port P --rtp-ports A-B]
 
-Short run (what `make test` runs, through tests/e2e/test_load.py):
+Short run (what `make test` runs, through tests/e2e/test_load.py: the anchor at 10/s, the
+product at 3/s, the rate load.py's small run shows it sustains on a shared 2-core machine):
 
-    .venv/bin/python benchmarks/compare.py --calls 60 --rate 10
+    .venv/bin/python benchmarks/compare.py --calls 60 --rate 10 --product-rate 3
 
 The lab is benchmarks/load.py's (its own home and ports, its desks ``load1``... registered by
 one sipp process that answers and presses 1, its callers on 127.0.0.2 with RTP and RFC 4733
@@ -66,6 +67,7 @@ import random
 import re
 import shutil
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -105,7 +107,9 @@ class Options:
     find_rates: tuple[float, ...]
     find_seconds: float
     held: tuple[int, ...]
+    product_rate: float
     json_path: Path | None = None
+    profile: Path | None = None
 
 
 def numbers(text: str | None, kind: Callable[[str], Any]) -> tuple[Any, ...]:
@@ -117,6 +121,9 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
                                  "in native dialplan, in one lab (see the module docstring).")
     ap.add_argument("--calls", type=int, default=60, help="calls per flow (default 60)")
     ap.add_argument("--rate", type=float, default=10.0, help="calls per second (default 10)")
+    ap.add_argument("--product-rate", type=float,
+                    help="the product flow's rate, if not --rate (the app sustains less than "
+                         "the anchor: make test runs it at 3/s, as load.py's small run)")
     ap.add_argument("--hold", type=float, default=5.0, help="seconds each caller talks")
     ap.add_argument("--desks", type=int, default=0, help="desk phones (default: enough)")
     ap.add_argument("--recording", choices=("on", "off"), default="on")
@@ -135,6 +142,10 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
     ap.add_argument("--db-url", help="VERIFYLINE_DB_URL (default: SQLite in the temp home)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary home")
     ap.add_argument("--json", type=Path, dest="json_path", help="also write the figures here")
+    ap.add_argument("--profile", type=Path,
+                    help="sample the app with py-spy during the product flow (pip install "
+                         "py-spy) and write its stacks here; prints where the app spends its "
+                         "time (the sampling costs the app CPU: take figures from another run)")
     args = ap.parse_args(argv)
     flows = tuple(f.strip() for f in args.flows.split(",") if f.strip())
     if not flows or any(f not in FLOWS for f in flows):
@@ -154,8 +165,11 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         digits="123456#1", recording=recording, sip_port=args.sip_port,
         ari_port=args.ari_port, rtp_ports=args.rtp_ports, drain=args.drain, project=35.0,
         keep=args.keep, json_path=None, db_url=args.db_url)
+    product_rate = float(args.product_rate or args.rate)
+    if product_rate <= 0:
+        ap.error("--product-rate must be more than 0")
     return Options(base, flows, args.native_number, find_rates, args.find_seconds, held,
-                   args.json_path)
+                   product_rate, args.json_path, args.profile)
 
 
 # --- the native anchor in the lab ------------------------------------------------------------
@@ -391,8 +405,11 @@ def run_flow(run: load.Lab, opts: Options, flow: str, base: load.Options, tag: s
     number = opts.native_number if flow == "native" else None
     print(f"compare: {tag}: {base.calls} calls at {base.rate:g}/s, talk {base.hold:g} s",
           flush=True)
+    spy = start_profile(run, opts.profile) if flow == "product" and opts.profile else None
     placed = load.place_calls(run, base, work, number, prefix, "compare",
                               native_open if flow == "native" else None)
+    if spy is not None:
+        stop_profile(spy)
     time.sleep(1.0)  # the last samples and CEL lines
     sipp = load.read_sipp(work, prefix)
     cel_path = inst.outside / "log" / "cel-custom" / "bridges.csv"
@@ -445,6 +462,75 @@ def run_flow(run: load.Lab, opts: Options, flow: str, base: load.Options, tag: s
     return res
 
 
+# --- where the app spends its time ----------------------------------------------------------
+
+
+def start_profile(run: load.Lab, out: Path) -> subprocess.Popen[bytes] | None:
+    """py-spy sampling the app (100 Hz, without pausing it), collapsed stacks to ``out``."""
+    inst = run.inst
+    assert inst is not None
+    pid = lab.read_pid(inst.app_pidfile)
+    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    if pid is None or not Path(spy).exists():
+        print("compare: --profile needs py-spy (pip install py-spy) and a running app",
+              file=sys.stderr)
+        return None
+    return subprocess.Popen([spy, "record", "--pid", str(pid), "--rate", "100",
+                             "--nonblocking", "--format", "raw", "--output", str(out)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def stop_profile(spy: subprocess.Popen[bytes]) -> None:
+    spy.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
+    try:
+        spy.wait(30)
+    except subprocess.TimeoutExpired:
+        spy.kill()
+        spy.wait()
+
+
+def frame_name(frame: str) -> str:
+    """'handle (ari_app/stasis.py:120)' -> 'ari_app/stasis.py:handle' (no line number)."""
+    name, _, where = frame.partition(" (")
+    path = where.rstrip(")").rsplit(":", 1)[0]
+    for marker in ("site-packages/", "lib/python3"):
+        if marker in path:
+            path = path.split(marker, 1)[1]
+    return f"{Path(path).as_posix().replace(str(REPO) + '/', '')}:{name}"
+
+
+def profile_summary(path: Path, top: int = 15) -> str:
+    """Self and inclusive sample shares per function from py-spy's collapsed stacks."""
+    self_n: dict[str, int] = {}
+    incl_n: dict[str, int] = {}
+    total = 0
+    for line in path.read_text(errors="replace").splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        n = int(count)
+        total += n
+        frames = [frame_name(f) for f in stack.split(";") if f and not f.startswith("process ")
+                  and not f.startswith("thread ")]
+        if not frames:
+            continue
+        self_n[frames[-1]] = self_n.get(frames[-1], 0) + n
+        for f in set(frames):
+            incl_n[f] = incl_n.get(f, 0) + n
+    if not total:
+        return "no samples"
+    ours = {f: n for f, n in incl_n.items()
+            if f.startswith(("ivr/", "ari_app/", "ops/"))}
+    out = [f"{total} samples (100 Hz, every thread; an idle thread waiting counts too)", "",
+           "| self % | function |", "|---:|---|"]
+    out += [f"| {100 * n / total:.1f} | `{f}` |"
+            for f, n in sorted(self_n.items(), key=lambda x: -x[1])[:top]]
+    out += ["", "| inclusive % | our function |", "|---:|---|"]
+    out += [f"| {100 * n / total:.1f} | `{f}` |"
+            for f, n in sorted(ours.items(), key=lambda x: -x[1])[:top]]
+    return "\n".join(out)
+
+
 # --- the table -------------------------------------------------------------------------------
 
 
@@ -469,6 +555,7 @@ def table(results: dict[str, FlowResult], extra: dict[str, dict[str, str]]) -> s
         lines.append("| " + " | ".join([label, *cells]) + " |")
 
     r = results
+    row("calls per second", {f: r[f].rate for f in flows}, "g", divide=False)
     row("calls placed", {f: float(r[f].placed) for f in flows}, ".0f", divide=False)
     row("calls completed", {f: float(r[f].completed) for f in flows}, ".0f", divide=False)
     row("calls failed", {f: float(r[f].failed) for f in flows}, ".0f", divide=False)
@@ -538,7 +625,8 @@ def most_held(run: load.Lab, opts: Options, flow: str) -> tuple[int | None, list
 def run(opts: Options) -> int:
     base = opts.base
     lab_run = load.new_lab(base, "compare")
-    print(f"compare: {', '.join(opts.flows)}; {base.calls} calls at {base.rate:g}/s each, "
+    print(f"compare: {', '.join(opts.flows)}; {base.calls} calls each at {base.rate:g}/s "
+          f"(product {opts.product_rate:g}/s), "
           f"{base.desks} desks, talk {base.hold:g} s, recording "
           f"{'on' if base.recording else 'off'}; home {lab_run.home}", flush=True)
     try:
@@ -547,7 +635,9 @@ def run(opts: Options) -> int:
         except load.SetupError as exc:
             print(f"compare: {exc}", file=sys.stderr)
             return 2
-        results = {flow: run_flow(lab_run, opts, flow, base, flow) for flow in opts.flows}
+        results = {flow: run_flow(lab_run, opts, flow, dataclasses.replace(
+            base, rate=opts.product_rate) if flow == "product" else base, flow)
+            for flow in opts.flows}
         extra: dict[str, dict[str, str]] = {}
         report: dict[str, Any] = {"results": {f: dataclasses.asdict(r)
                                               for f, r in results.items()}}
@@ -562,13 +652,17 @@ def run(opts: Options) -> int:
                 f: "-" if best is None else str(best) for f, (best, _n) in held.items()}
             report["held"] = {f: {"best": b, "steps": n} for f, (b, n) in held.items()}
         print()
-        print(f"Verify Line, product and native anchor: {base.calls} calls at {base.rate:g}/s "
-              f"per flow, talk {base.hold:g} s, {base.desks} desks, recording "
+        print(f"Verify Line, product and native anchor: {base.calls} calls per flow, talk "
+              f"{base.hold:g} s, {base.desks} desks, recording "
               f"{'on' if base.recording else 'off'}, {datetime.now().astimezone():%Y-%m-%d}")
         print()
         print(table(results, extra))
         if opts.json_path is not None:
             opts.json_path.write_text(json.dumps(report, indent=2, default=str))
+        if opts.profile is not None and opts.profile.exists():
+            print()
+            print(f"Where the app spends its time in the product flow ({opts.profile}):")
+            print(profile_summary(opts.profile))
         return 0 if all(r.ok for r in results.values()) else 1
     finally:
         lab_run.close(base.keep, "compare")
