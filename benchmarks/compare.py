@@ -521,7 +521,7 @@ def profile_summary(path: Path, top: int = 15) -> str:
         return "no samples"
     ours = {f: n for f, n in incl_n.items()
             if f.startswith(("ivr/", "ari_app/", "ops/"))}
-    out = [f"{total} samples (100 Hz, every thread; an idle thread waiting counts too)", "",
+    out = [f"{total} samples (100 Hz, every thread; py-spy leaves out idle threads)", "",
            "| self % | function |", "|---:|---|"]
     out += [f"| {100 * n / total:.1f} | `{f}` |"
             for f, n in sorted(self_n.items(), key=lambda x: -x[1])[:top]]
@@ -569,6 +569,9 @@ def table(results: dict[str, FlowResult], extra: dict[str, dict[str, str]]) -> s
     total = {f: (sum(v for v in r[f].cpu_s_per_call.values() if v is not None)
                  if r[f].completed else None) for f in flows}
     row("CPU-s per completed call, line (both)", total, ".4f")
+    placed = {f: (sum(v for v in r[f].cpu_s_per_call.values() if v is not None)
+                  * r[f].completed / r[f].placed if r[f].placed else None) for f in flows}
+    row("CPU-s per call placed, line (both)", placed, ".4f")
     for name in ("'#' -> desk INVITE", "'#' -> desk INVITE, less the read-out before ringing",
                  "desk '1' -> bridged"):
         for p in ("p50", "p99"):
@@ -668,18 +671,9 @@ def run(opts: Options) -> int:
         lab_run.close(base.keep, "compare")
 
 
-def _terminate(signum: int, _frame: object) -> None:
-    print(f"compare: signal {signum}: stopping the lab", file=sys.stderr, flush=True)
-    raise SystemExit(128 + signum)  # unwinds through run()'s finally: the lab is stopped
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     opts = parse_args(argv)
-    if shutil.which("sipp") is None:
-        print("compare: sipp is not installed (Debian package sip-tester)", file=sys.stderr)
-        return 2
-    signal.signal(signal.SIGTERM, _terminate)
-    return run(opts)
+    return load.run_script("compare", lambda: run(opts))
 
 
 if __name__ == "__main__":

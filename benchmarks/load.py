@@ -991,18 +991,24 @@ def print_report(r: dict[str, Any]) -> None:
             f"{name} {depth}" for name, depth in r["taskprocessor_high_water"][:3]))
 
 
-def _terminate(signum: int, _frame: object) -> None:
-    print(f"load: signal {signum}: stopping the lab", file=sys.stderr, flush=True)
-    raise SystemExit(128 + signum)  # unwinds through run()'s finally: the lab is stopped
+def run_script(who: str, body: Callable[[], int]) -> int:
+    """A benchmark's main: sipp must be installed (else exit 2); a SIGTERM unwinds through
+    ``body``'s finally, so its lab is stopped."""
+    if shutil.which("sipp") is None:
+        print(f"{who}: sipp is not installed (Debian package sip-tester)", file=sys.stderr)
+        return 2
+
+    def terminate(signum: int, _frame: object) -> None:
+        print(f"{who}: signal {signum}: stopping the lab", file=sys.stderr, flush=True)
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, terminate)
+    return body()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     opts = parse_args(argv)
-    if shutil.which("sipp") is None:
-        print("load: sipp is not installed (Debian package sip-tester)", file=sys.stderr)
-        return 2
-    signal.signal(signal.SIGTERM, _terminate)
-    return run(opts)
+    return run_script("load", lambda: run(opts))
 
 
 if __name__ == "__main__":
