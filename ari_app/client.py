@@ -39,6 +39,27 @@ from ivr.config import Settings
 log = logging.getLogger(__name__)
 
 
+# Asterisk's HTTP server refuses a request line longer than 4096 bytes ("400 Request line too
+# long"); the event sources go in the query, percent-encoded (a comma becomes three bytes), so
+# one subscription request lists at most this many characters of them
+SUBSCRIBE_CHUNK_CHARS = 2000
+
+
+def subscription_chunks(event_sources: Sequence[str]) -> list[list[str]]:
+    """The event sources in order, in groups whose comma-joined list stays under
+    SUBSCRIBE_CHUNK_CHARS (a source longer than that goes alone)."""
+    chunks: list[list[str]] = []
+    size = 0
+    for source in event_sources:
+        if chunks and size + 1 + len(source) <= SUBSCRIBE_CHUNK_CHARS:
+            chunks[-1].append(source)
+            size += 1 + len(source)
+        else:
+            chunks.append([source])
+            size = len(source)
+    return chunks
+
+
 class AriError(Exception):
     """Root of the ARI client's errors."""
 
@@ -374,9 +395,11 @@ class AriClient:
         _raise_for("PUT", "eventFilter", r.status_code, r.text)
 
     async def subscribe(self, event_sources: Sequence[str]) -> None:
-        """Subscribe the app to these event sources (``channel:ID``, ``deviceState:NAME``)."""
-        await self.request("POST", f"/applications/{self.app}/subscription",
-                           {"eventSource": ",".join(event_sources)})
+        """Subscribe the app to these event sources (``channel:ID``, ``deviceState:NAME``):
+        one request, or several when the list would not fit in one request line."""
+        for chunk in subscription_chunks(event_sources):
+            await self.request("POST", f"/applications/{self.app}/subscription",
+                               {"eventSource": ",".join(chunk)})
 
     async def subscribe_channel(self, channel_id: str) -> None:
         await self.subscribe([f"channel:{channel_id}"])
