@@ -86,9 +86,13 @@ class OfficerCard:
 
 
 def officer_cards(session: Session) -> list[OfficerCard]:
-    return [OfficerCard(o.id, o.warrant_number, f"{o.rank} {o.name}", o.status,
-                        o.on_duty_from, o.on_duty_until)
-            for o in session.scalars(select(Officer))]
+    """Every officer as the roster copy keeps them. The columns alone, not ORM objects: at
+    200,000 officers building and tracking the objects was most of a 4-second read."""
+    rows = session.execute(select(Officer.id, Officer.warrant_number, Officer.rank,
+                                  Officer.name, Officer.status, Officer.on_duty_from,
+                                  Officer.on_duty_until))
+    return [OfficerCard(i, number, f"{rank} {name}", status, start, end)
+            for i, number, rank, name, status, start, end in rows]
 
 
 class RosterCopy:
