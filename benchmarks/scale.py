@@ -48,6 +48,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from alembic import command  # noqa: E402
+from sqlalchemy import func, insert, select  # noqa: E402
 
 from ari_app.client import AriClient  # noqa: E402
 from ari_app.service import LineService  # noqa: E402
@@ -55,6 +56,7 @@ from benchmarks import filling  # noqa: E402
 from ivr import calllog, services  # noqa: E402
 from ivr.clock import now  # noqa: E402
 from ivr.config import Settings  # noqa: E402
+from ivr.models import Call, Encounter  # noqa: E402
 from ivr.store import Store, alembic_config  # noqa: E402
 from tests.pgcluster import PgCluster  # noqa: E402
 
@@ -62,6 +64,7 @@ RATE_PER_SECOND = 1_000_000 / filling.YEAR_SECONDS  # the full store's arrival r
 SMALL_OFFICERS, SMALL_CALLS = 100, 1_000
 LOOKUP_P99_MS = 5.0
 CLI_RUNS = 5
+BUSY_CALLS, BUSY_CALLER = 5_000, "07800000001"
 
 
 def ms(seconds: float) -> str:
@@ -91,6 +94,7 @@ class Figures:
     newest_migration: float = 0.0
     lookups: tuple[float, float] = (0.0, 0.0)  # p50, p99
     lookups_known: tuple[float, float] = (0.0, 0.0)
+    lookups_busy: tuple[float, float] = (0.0, 0.0)
     prepare: float = 0.0
     open_calls: float = 0.0
     roster_copy: float = 0.0
@@ -166,16 +170,49 @@ def bench_since(store: Store, settings: Settings) -> tuple[int, float, tuple[flo
     took = statistics.median(timed(query) for _ in range(5))
     env = {**os.environ, "VERIFYLINE_HOME": str(settings.home),
            "VERIFYLINE_DB_URL": settings.db_url}
-    cli = str(Path(sys.executable).parent / "verifyline")
+    # what the verifyline entry point runs, from this checkout (never an installed copy)
+    cli = [sys.executable, "-c", "import sys; from ops.cli import main; sys.exit(main())",
+           "calls", "list", "--since", since.isoformat(), "--json"]
+    env["PYTHONPATH"] = str(REPO)
     walls = []
     for _ in range(CLI_RUNS):
         t = time.perf_counter()
-        done = subprocess.run([cli, "calls", "list", "--since", since.isoformat(), "--json"],
-                              env=env, capture_output=True, text=True, check=False)
+        done = subprocess.run(cli, env=env, cwd=REPO, capture_output=True, text=True,
+                              check=False)
         walls.append(time.perf_counter() - t)
         if done.returncode != 0:
             raise SystemExit(f"verifyline calls list failed: {done.stderr.strip()}")
     return len(rows), took, (statistics.median(walls), max(walls))
+
+
+def add_history_of_one(store: Store, calls: int) -> None:
+    """``calls`` past calls over the last year, all from one caller about officer 0: what a
+    busy officer and a number that calls often (a switchboard's) accumulate."""
+    with store.engine.begin() as conn:
+        first = int(conn.execute(select(func.max(Call.id))).scalar() or 0) + 1
+        start = now() - timedelta(days=365)
+        step = timedelta(days=364) / max(1, calls)
+        encounters, rows = [], []
+        for i in range(first, first + calls):
+            at = start + step * (i - first)
+            encounters.append({"id": i, "reference": f"9{i:010d}", "caller_number": BUSY_CALLER,
+                               "opened_at": at, "kind": "call", "officer_id": 1})
+            rows.append({"id": i, "channel_id": f"busy-{i}", "reference": f"9{i:010d}",
+                         "encounter_id": i, "caller_number": BUSY_CALLER,
+                         "digits_entered": filling.warrant(0), "roster_result": "on_duty",
+                         "started_at": at, "ended_at": at + timedelta(seconds=60),
+                         "end_reason": "caller_hangup", "path": "ari", "flags": "",
+                         "language": "en", "state": "ended"})
+        conn.execute(insert(Encounter.__table__), encounters)
+        conn.execute(insert(Call.__table__), rows)
+    filling.analyze(store)
+
+
+def bench_history_of_one(store: Store, settings: Settings, runs: int) -> tuple[float, float]:
+    """p50/p99 of the busy caller looking the busy officer up."""
+    samples = [timed(lambda c=f"busy-lookup-{i}": services.check_number(
+        store, settings, filling.warrant(0), BUSY_CALLER, c, now())) for i in range(runs + 20)]
+    return percentile(samples[20:], 0.5), percentile(samples[20:], 0.99)
 
 
 def newest_migration(url: str) -> float:
@@ -200,6 +237,8 @@ def bench(url: str, home: Path, officers: int, calls: int, lookups: int) -> Figu
         f.lookups_known = percentile(known, 0.5), percentile(known, 0.99)
         f.prepare, f.open_calls, f.roster_copy, f.roster_cards = bench_startup(store, settings)
         f.since_rows, f.since_query, f.since_cli = bench_since(store, settings)
+        add_history_of_one(store, BUSY_CALLS)
+        f.lookups_busy = bench_history_of_one(store, settings, min(lookups, 1_000))
         store.dispose()
         f.newest_migration = newest_migration(url)
     finally:
@@ -218,6 +257,9 @@ def report(label: str, small: Figures, full: Figures, lookups: int) -> bool:
         ("  known numbers only p50 / p99 ms",
          f"{ms(small.lookups_known[0])} / {ms(small.lookups_known[1])}",
          f"{ms(full.lookups_known[0])} / {ms(full.lookups_known[1])}"),
+        (f"  {BUSY_CALLS:,} calls of 1 caller on 1 officer",
+         f"{ms(small.lookups_busy[0])} / {ms(small.lookups_busy[1])}",
+         f"{ms(full.lookups_busy[0])} / {ms(full.lookups_busy[1])}"),
         ("start-up: LineService.prepare ms", ms(small.prepare), ms(full.prepare)),
         ("start-up: open calls (resync) ms", ms(small.open_calls), ms(full.open_calls)),
         ("start-up: roster copy load ms", ms(small.roster_copy), ms(full.roster_copy)),
