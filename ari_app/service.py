@@ -57,7 +57,7 @@ class LineService:
         self.calls: dict[str, CallRuntime] = {}
         self._db = ThreadPoolExecutor(1, thread_name_prefix="verifyline-db")  # reads
         # the whole roster, for its in-memory copy: a read that grows with the roster
-        # (0.4 s at 200,000 officers) must not hold up a caller's lookup queued behind it
+        # (seconds at 200,000 officers) must not hold up a caller's lookup queued behind it
         self._bulk_db = ThreadPoolExecutor(1, thread_name_prefix="verifyline-db-bulk")
         self.durable = DurableLog(Journal(services.journal_path(settings)), store, logops.CODEC)
         self.roster_copy = roster.RosterCopy()
