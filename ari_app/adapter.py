@@ -43,11 +43,12 @@ class AriTelephony:
     async def hold(self, channel_id: str, bridge_id: str) -> None:
         try:
             await self.client.create_bridge(bridge_id, "holding")
+            joined = False  # a bridge made just now holds nobody yet
         except AriHttpError as exc:
             if exc.status != 409:  # 409: it exists already (a re-entry, or a restarted app)
                 raise
-        bridge = await self.client.bridge(bridge_id)
-        if channel_id not in bridge.channels:  # adding it again would restart the music
+            joined = channel_id in (await self.client.bridge(bridge_id)).channels
+        if not joined:  # adding it again would restart the music
             await self.client.add_to_bridge(bridge_id, [channel_id])
             await self.client.start_moh(bridge_id)
 

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy.exc import SQLAlchemyError
 
 from ari_app.client import AriError
+from ari_app.stasis import EVENTS
 from ivr import ids, logops, services
 from ivr.callflow import (
     FLAG_EMERGENCY,
@@ -39,6 +40,10 @@ class Resync:
 
     async def on_connect(self) -> None:
         line = self.line
+        try:
+            await line.client.allow_events(EVENTS)
+        except AriError as exc:
+            log.warning("cannot set the app's event filter (all events come): %s", exc)
         # live desk availability: device-state changes wake waiting callers. (Not an
         # endpoint subscription: that delivers every event of the desk legs a second time.)
         try:

@@ -94,6 +94,8 @@ class CallServicesImpl:
             return LookupResult(found.result, found.officer_id, found.officer_label)
 
     async def pick_desks(self, call_key: str, exclude: frozenset[str], every: bool) -> list[str]:
+        if not self.line.pool.my_turn(call_key):
+            return []  # every waiting caller is woken when a desk may be free: one reads
         try:
             presence = await self.line.tel.desk_presence(self.line.settings.desks)
         except AriError as exc:
@@ -102,6 +104,8 @@ class CallServicesImpl:
         taken = self.line.pool.reserve(presence, call_key, exclude, every=every)
         if taken:
             self.line.publish_desk_states(presence)
+        else:
+            self.line.remember_presence(presence)
         return taken
 
     def release_desk(self, desk: str, talked: bool) -> None:
@@ -147,10 +151,14 @@ class CallServicesImpl:
         self.line.log(logops.availability_entry(desk, True, False, "no_answer"))
 
     async def anyone_signed_in(self) -> bool:
-        try:
-            presence = await self.line.tel.desk_presence(self.line.settings.desks)
-        except AriError:
-            return True  # cannot tell: do not send everyone to the overflow
+        # asked by every waiting caller each time it is woken and finds no desk: what the
+        # switch said at the last read (every second, and at every pick) answers it
+        presence = self.line.last_presence
+        if not presence:
+            try:
+                presence = await self.line.tel.desk_presence(self.line.settings.desks)
+            except AriError:
+                return True  # cannot tell: do not send everyone to the overflow
         return self.line.pool.any_signed_in(presence)
 
     def record(self, kind: str, detail: dict[str, object]) -> None:

@@ -72,7 +72,7 @@ class LineService:
         self.resyncer = Resync(self)
         self.stream = EventStream(settings.ari_url, settings.ari_user, settings.ari_password,
                                   settings.app_name, self.on_event, self.on_connect,
-                                  self.on_disconnect)
+                                  self.on_disconnect, rest=client)
 
     # --- plumbing ------------------------------------------------------------------------
 
@@ -128,13 +128,21 @@ class LineService:
             if runtime is not None:
                 runtime.post(Wake())
 
+    @property
+    def last_presence(self) -> Mapping[str, DeskPresence]:
+        """The desks' presence as the switch last said it (empty: not read yet)."""
+        return self._presence
+
+    def remember_presence(self, presence: Mapping[str, DeskPresence]) -> None:
+        self._presence = dict(presence)
+
     def publish_desk_states(self, presence: Mapping[str, DeskPresence] | None = None) -> None:
         """Journal each desk's shown state where it changed (ivr.desks.desk_state decides).
         Without ``presence`` (a call event), what the switch said last; its ``in_use`` is
         not trusted then (a phone just hung up may still look in use)."""
         fresh = presence is not None
         if presence is not None:
-            self._presence = dict(presence)
+            self.remember_presence(presence)
         if not self._presence:
             return  # nothing known about the phones yet
         at = now()

@@ -35,6 +35,13 @@ log = logging.getLogger(__name__)
 SOFTHANGUP_DEV = 1
 CAUSE_MEDIA_TIMEOUT = 44
 
+# the only event types the app acts on (here, in ari_app.callbacks and ari_app.features):
+# Asterisk is told to send no other (the event filter, set on every connect). About half of
+# what it sent before were ChannelVarset events nobody read.
+EVENTS = ("StasisStart", "StasisEnd", "ChannelHangupRequest", "ChannelDestroyed",
+          "ChannelDtmfReceived", "PlaybackFinished", "DeviceStateChanged",
+          "EndpointStateChange", "RESTResponse")
+
 
 def driver_hangup(ev: AriEvent) -> bool:
     """A hang-up the channel driver asked for itself (not the far end's BYE, not ours)."""

@@ -14,9 +14,10 @@ once, since a caller talks about --hold + 2 s after the bridge; 806 desks by def
 
 What it does:
 
-1. starts a lab of its own (a temporary ``VERIFYLINE_HOME``, SIP 65060, ARI 65088, RTP
-   61000-64999 by default: never the test suite's lab), with D desk endpoints ``load1``...
-   ``loadD``, no wrap-up, no auto-pause, no rate flag, and imports ``ivr/demo_roster.csv``;
+1. starts a lab of its own (a temporary ``VERIFYLINE_HOME``, SIP 65060, ARI 65088, console
+   65080, RTP 61000-64999 by default: never the test suite's lab), with D desk endpoints
+   ``load1``... ``loadD``, no wrap-up, no auto-pause, no rate flag, and imports
+   ``ivr/demo_roster.csv``;
 2. one sipp process registers every desk (``benchmarks/sipp/desks_register.xml`` with an
    injection file) and answers every call offered to any of them
    (``desks_answer.xml``: rings 300 ms, answers, presses 1 in the whisper by SIP INFO, echoes
@@ -136,6 +137,12 @@ class Options:
     @property
     def desk_port(self) -> int:
         return self.sip_port + 11
+
+    @property
+    def console_port(self) -> int:
+        # the lab starts a console too: never the default 8080, where a developer's lab or
+        # another benchmark's may be
+        return self.sip_port + 20
 
     @property
     def overflow_port(self) -> int:
@@ -391,21 +398,26 @@ def start_desks(opts: Options, settings: Settings, work: Path, desks: Sequence[s
             "-inf", str(inf), "-i", "127.0.0.1", "-p", str(opts.desk_port),
             "-mi", "127.0.0.1", "-mp", str(opts.desk_media_port), "-rtp_echo",
             "-r", "100", "-m", str(len(desks)), "-l", str(len(desks)), "-nostdin",
-            "-trace_err", "-error_file", str(work / "desks.errors.log")]
+            "-trace_err", "-error_file", str(work / "desks.errors.log"),
+            # when each INVITE came and each '1' went, by caller number (compare.py)
+            "-trace_logs", "-log_file", str(work / "desks.log")]
     if opts.trace:
         argv += ["-trace_msg", "-message_file", str(work / "desks.msg.log")]
     return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             stdin=subprocess.DEVNULL, cwd=work)
 
 
-def start_callers(opts: Options, settings: Settings, work: Path, call_seconds: float
+def start_callers(opts: Options, settings: Settings, work: Path, call_seconds: float,
+                  number: str | None = None, prefix: str = CALLER_PREFIX
                   ) -> subprocess.Popen[bytes]:
+    """The callers' sipp: ``opts.calls`` calls at ``opts.rate`` to ``number`` (default the
+    line's), from numbers ``prefix`` + sipp's call number."""
     timeout = math.ceil(opts.calls / opts.rate + call_seconds + 120)
     argv = ["sipp", f"127.0.0.1:{opts.sip_port}", "-sf", str(SCENARIOS / "caller.xml"),
-            "-s", settings.line_number,
+            "-s", number or settings.line_number,
             "-i", "127.0.0.2", "-p", str(opts.caller_port),
             "-mi", "127.0.0.2", "-mp", str(opts.caller_media_port),
-            "-key", "caller_prefix", CALLER_PREFIX, "-key", "digits", opts.digits,
+            "-key", "caller_prefix", prefix, "-key", "digits", opts.digits,
             "-key", "dtmf_ms", str(dtmf_ms(opts.digits)),
             "-key", "announce_ms", str(round(1000 * (announce_seconds(opts.recording) + 1.0))),
             "-key", "hold_ms", str(round(1000 * opts.hold)),
@@ -431,7 +443,7 @@ class SippResult:
     errors: str = ""
 
 
-def read_sipp(work: Path) -> SippResult:
+def read_sipp(work: Path, prefix: str = CALLER_PREFIX) -> SippResult:
     result = SippResult()
     stat = work / "callers.stat.csv"
     if stat.exists():
@@ -444,7 +456,7 @@ def read_sipp(work: Path) -> SippResult:
             result.failed = int(last.get("FailedCall(C)", "0") or 0)
     log = work / "callers.log"
     if log.exists():
-        result.ok_numbers = {CALLER_PREFIX + m for m in
+        result.ok_numbers = {prefix + m for m in
                              re.findall(r"ok (\d+)", log.read_text(errors="replace"))}
     for rtt in work.glob("*_rtt.csv"):
         for line in rtt.read_text(errors="replace").splitlines()[1:]:
@@ -470,6 +482,7 @@ def lab_env(opts: Options, home: Path, desks: Sequence[str]) -> dict[str, str]:
         "VERIFYLINE_HOME": str(home),
         "VERIFYLINE_SIP_PORT": str(opts.sip_port),
         "VERIFYLINE_ARI_PORT": str(opts.ari_port),
+        "VERIFYLINE_CONSOLE_PORT": str(opts.console_port),
         "VERIFYLINE_RTP_PORTS": opts.rtp_ports,
         "VERIFYLINE_DESKS": ",".join(desks),
         "VERIFYLINE_WRAP_UP": "0",
@@ -514,10 +527,10 @@ def wait_registered(ari: httpx.Client, desks: Sequence[str], desk_proc: subproce
     raise RuntimeError(f"only {online} of {len(wanted)} desks registered after {timeout:.0f} s")
 
 
-def our_open_calls(store: Store) -> int:
+def our_open_calls(store: Store, prefix: str = CALLER_PREFIX) -> int:
     with store.session() as s:
         return sum(1 for c in calllog.list_calls(s)
-                   if (c["caller_number"] or "").startswith(CALLER_PREFIX)
+                   if (c["caller_number"] or "").startswith(prefix)
                    and c["ended_at"] is None)
 
 
@@ -658,8 +671,44 @@ def call_figures(rows: list[dict[str, Any]], store: Store) -> CallFigures:
 # --- the run --------------------------------------------------------------------------------
 
 
-def run(opts: Options) -> int:
-    home = Path(tempfile.mkdtemp(prefix="verifyline-load-"))
+class SetupError(Exception):
+    """The lab or its desks could not be set up (exit status 2)."""
+
+
+@dataclass
+class Lab:
+    """A benchmark's own running lab: Asterisk, the app, the registered desks and a sampler."""
+
+    home: Path
+    work: Path
+    desks: list[str]
+    env: dict[str, str]
+    settings: Settings
+    ari: httpx.Client
+    inst: lab.Instance | None = None
+    store: Store | None = None
+    desk_proc: subprocess.Popen[bytes] | None = None
+    sampler: Sampler | None = None
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    t_idle: float = 0.0  # when the idle baseline began (it ends at the first call)
+
+    def close(self, keep: bool, who: str) -> None:
+        """Stop everything this lab started, the lab itself last."""
+        if self.sampler is not None and self.sampler.is_alive():
+            self.sampler.stop()
+        for proc in self.procs.values():
+            kill(proc)
+        kill(self.desk_proc)
+        self.ari.close()
+        if self.store is not None:
+            self.store.dispose()
+        take_down(self.settings, self.home, keep, who)
+
+
+def new_lab(opts: Options, who: str = "load") -> Lab:
+    """A lab of its own for this run (a temporary home and this process's environment); not
+    started yet (start_lab)."""
+    home = Path(tempfile.mkdtemp(prefix=f"verifyline-{who}-"))
     work = home / "sipp"
     work.mkdir()
     desks = [f"load{i}" for i in range(1, opts.desks + 1)]
@@ -668,87 +717,129 @@ def run(opts: Options) -> int:
     os.environ.update(env)  # lab.up starts the app with this process's environment
     settings = Settings.from_env(env).with_secrets()
     env["VERIFYLINE_ARI_PASSWORD"] = settings.ari_password
-    desk_proc: subprocess.Popen[bytes] | None = None
-    caller_proc: subprocess.Popen[bytes] | None = None
-    sampler: Sampler | None = None
     ari = httpx.Client(base_url=f"{settings.ari_url}/ari",
                        auth=(settings.ari_user, settings.ari_password), timeout=10)
-    store: Store | None = None
-    announce = announce_seconds(opts.recording)
-    call_seconds = 0.5 + dtmf_ms(opts.digits) / 1000 + announce + 1.0 + opts.hold
-    print(f"load: {opts.calls} calls at {opts.rate:g}/s, {opts.desks} desks, talk "
-          f"{opts.hold:g} s after the bridge (each call about {call_seconds:.1f} s), "
-          f"recording {'on' if opts.recording else 'off'}; home {home}", flush=True)
+    return Lab(home, work, desks, env, settings, ari)
+
+
+def start_lab(run: Lab, opts: Options, who: str = "load",
+              configure: Callable[[Lab], None] | None = None) -> None:
+    """Start the lab, import the demo roster, register the desks, start sampling and measure
+    the idle baseline. ``configure`` runs once Asterisk and the app are up, before the desks
+    register. Raises SetupError; the caller closes the lab in any case (Lab.close)."""
+    settings, env, desks, work, ari = run.settings, run.env, run.desks, run.work, run.ari
+    t = time.monotonic()
     try:
-        t = time.monotonic()
-        try:
-            inst = lab.up(settings)
-            verifyline(env, "roster", "import", str(DEMO_ROSTER))
-        except Exception as exc:
-            print(f"load: cannot start the lab: {exc}", file=sys.stderr)
-            return 2
-        print(f"load: lab up in {time.monotonic() - t:.1f} s", flush=True)
-        store = Store(settings.db_url)
+        run.inst = inst = lab.up(settings)
+        verifyline(env, "roster", "import", str(DEMO_ROSTER))
+        if configure is not None:
+            configure(run)
+    except Exception as exc:
+        raise SetupError(f"cannot start the lab: {exc}") from exc
+    print(f"{who}: lab up in {time.monotonic() - t:.1f} s", flush=True)
+    run.store = Store(settings.db_url)
 
-        t = time.monotonic()
-        desk_proc = start_desks(opts, settings, work, desks)
-        try:
-            wait_registered(ari, desks, desk_proc, timeout=30 + opts.desks / 20)
-        except RuntimeError as exc:
-            print(f"load: {exc}", file=sys.stderr)
-            return 2
-        print(f"load: {opts.desks} desks registered in {time.monotonic() - t:.1f} s",
-              flush=True)
+    t = time.monotonic()
+    run.desk_proc = start_desks(opts, settings, work, desks)
+    try:
+        wait_registered(ari, desks, run.desk_proc, timeout=30 + opts.desks / 20)
+    except RuntimeError as exc:
+        raise SetupError(str(exc)) from exc
+    print(f"{who}: {opts.desks} desks registered in {time.monotonic() - t:.1f} s", flush=True)
+    run.procs["sipp desks"] = run.desk_proc
 
-        procs: dict[str, subprocess.Popen[bytes]] = {"sipp desks": desk_proc}
+    def pid_file(path: Path) -> Callable[[], int | None]:
+        return lambda: lab.read_pid(path)  # re-read: the supervisor may restart the app
 
-        def pid_file(path: Path) -> Callable[[], int | None]:
-            return lambda: lab.read_pid(path)  # re-read: the supervisor may restart the app
+    def child(role: str) -> Callable[[], int | None]:
+        def pid() -> int | None:
+            proc = run.procs.get(role)
+            return proc.pid if proc is not None and proc.poll() is None else None
+        return pid
 
-        def child(role: str) -> Callable[[], int | None]:
-            def pid() -> int | None:
-                proc = procs.get(role)
-                return proc.pid if proc is not None and proc.poll() is None else None
-            return pid
-
-        sampler = Sampler({"asterisk": pid_file(inst.asterisk_pidfile),
+    run.sampler = Sampler({"asterisk": pid_file(inst.asterisk_pidfile),
                            "app": pid_file(inst.app_pidfile),
                            "sipp callers": child("sipp callers"),
                            "sipp desks": child("sipp desks")}, ari)
-        sampler.start()
-        t_idle = time.monotonic()
-        time.sleep(IDLE_BASELINE_S)  # what everything costs with no call: subtracted per call
+    run.sampler.start()
+    run.t_idle = time.monotonic()
+    time.sleep(IDLE_BASELINE_S)  # what everything costs with no call: subtracted per call
+
+
+@dataclass
+class Placed:
+    """One batch of calls placed: when it began, when sipp was done, when the log drained."""
+
+    work: Path
+    prefix: str
+    t0: float
+    t_callers: float
+    t1: float
+    open_calls: int
+
+
+def place_calls(run: Lab, opts: Options, work: Path, number: str | None = None,
+                prefix: str = CALLER_PREFIX, who: str = "load",
+                still_open: Callable[[], int] | None = None) -> Placed:
+    """Place ``opts.calls`` calls at ``opts.rate`` to ``number`` and wait until sipp is done
+    and ``still_open()`` (default: this prefix's calls open in the call log) is 0, or
+    ``opts.drain`` seconds have passed."""
+    assert run.store is not None
+    store = run.store
+    waiting = still_open or (lambda: our_open_calls(store, prefix))
+    work.mkdir(parents=True, exist_ok=True)
+    call_seconds = 0.5 + dtmf_ms(opts.digits) / 1000 + announce_seconds(opts.recording) + 1.0 \
+        + opts.hold
+    t0 = time.monotonic()
+    caller_proc = run.procs["sipp callers"] = start_callers(
+        opts, run.settings, work, call_seconds, number, prefix)
+    print(f"{who}: calling for about {opts.calls / opts.rate + call_seconds:.0f} s ...",
+          flush=True)
+    deadline = t0 + opts.calls / opts.rate + call_seconds + 180
+    while caller_proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.5)
+    if caller_proc.poll() is None:
+        print(f"{who}: the callers' sipp did not finish in time: stopping it", file=sys.stderr)
+        kill(caller_proc)
+    t_callers = time.monotonic()
+    drain_deadline = t_callers + opts.drain
+    open_calls = waiting()
+    while open_calls and time.monotonic() < drain_deadline:
+        time.sleep(1.0)
+        open_calls = waiting()
+    return Placed(work, prefix, t0, t_callers, time.monotonic(), open_calls)
+
+
+def run(opts: Options) -> int:
+    announce = announce_seconds(opts.recording)
+    call_seconds = 0.5 + dtmf_ms(opts.digits) / 1000 + announce + 1.0 + opts.hold
+    lab_run = new_lab(opts)
+    print(f"load: {opts.calls} calls at {opts.rate:g}/s, {opts.desks} desks, talk "
+          f"{opts.hold:g} s after the bridge (each call about {call_seconds:.1f} s), "
+          f"recording {'on' if opts.recording else 'off'}; home {lab_run.home}", flush=True)
+    try:
+        try:
+            start_lab(lab_run, opts)
+        except SetupError as exc:
+            print(f"load: {exc}", file=sys.stderr)
+            return 2
+        inst, settings, env = lab_run.inst, lab_run.settings, lab_run.env
+        assert inst is not None and lab_run.store is not None and lab_run.sampler is not None
         reset_taskprocessors(inst)
         marks = (line_count(settings.log_dir / "app.log"), line_count(inst.asterisk_log))
-
-        t0 = time.monotonic()
-        caller_proc = procs["sipp callers"] = start_callers(opts, settings, work, call_seconds)
-        print(f"load: calling for about {opts.calls / opts.rate + call_seconds:.0f} s ...",
-              flush=True)
-        deadline = t0 + opts.calls / opts.rate + call_seconds + 180
-        while caller_proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.5)
-        if caller_proc.poll() is None:
-            print("load: the callers' sipp did not finish in time: stopping it", file=sys.stderr)
-            kill(caller_proc)
-        t_callers = time.monotonic()
-        drain_deadline = t_callers + opts.drain
-        open_calls = our_open_calls(store)
-        while open_calls and time.monotonic() < drain_deadline:
-            time.sleep(1.0)
-            open_calls = our_open_calls(store)
-        t1 = time.monotonic()
+        placed = place_calls(lab_run, opts, lab_run.work)
         time.sleep(1.5)
-        sampler.stop()
+        lab_run.sampler.stop()
         high_water = taskprocessor_high_water(inst)
-        kill(desk_proc)
+        kill(lab_run.desk_proc)
 
-        sipp = read_sipp(work)
+        sipp = read_sipp(lab_run.work)
         rows_all: list[dict[str, Any]] = json.loads(verifyline(env, "calls", "list", "--json"))
         rows = [r for r in rows_all if (r["caller_number"] or "").startswith(CALLER_PREFIX)]
-        figures = call_figures(rows, store)
-        report = summarise(opts, settings, sipp, figures, sampler.samples,
-                           (t_idle, t0, t_callers, t1), open_calls, high_water, inst, marks)
+        figures = call_figures(rows, lab_run.store)
+        report = summarise(opts, settings, sipp, figures, lab_run.sampler.samples,
+                           (lab_run.t_idle, placed.t0, placed.t_callers, placed.t1),
+                           placed.open_calls, high_water, inst, marks)
         print_report(report)
         if opts.json_path is not None:
             opts.json_path.write_text(json.dumps(report, indent=2, default=str))
@@ -759,14 +850,7 @@ def run(opts: Options) -> int:
             print("\nsipp callers' errors (last 1500 characters):\n" + sipp.errors[-1500:])
         return 0 if ok else 1
     finally:
-        if sampler is not None and sampler.is_alive():
-            sampler.stop()
-        kill(caller_proc)
-        kill(desk_proc)
-        ari.close()
-        if store is not None:
-            store.dispose()
-        take_down(settings, home, opts.keep, "load")
+        lab_run.close(opts.keep, "load")
 
 
 def take_down(settings: Settings, home: Path, keep: bool, who: str) -> None:
@@ -915,18 +999,24 @@ def print_report(r: dict[str, Any]) -> None:
             f"{name} {depth}" for name, depth in r["taskprocessor_high_water"][:3]))
 
 
-def _terminate(signum: int, _frame: object) -> None:
-    print(f"load: signal {signum}: stopping the lab", file=sys.stderr, flush=True)
-    raise SystemExit(128 + signum)  # unwinds through run()'s finally: the lab is stopped
+def run_script(who: str, body: Callable[[], int]) -> int:
+    """A benchmark's main: sipp must be installed (else exit 2); a SIGTERM unwinds through
+    ``body``'s finally, so its lab is stopped."""
+    if shutil.which("sipp") is None:
+        print(f"{who}: sipp is not installed (Debian package sip-tester)", file=sys.stderr)
+        return 2
+
+    def terminate(signum: int, _frame: object) -> None:
+        print(f"{who}: signal {signum}: stopping the lab", file=sys.stderr, flush=True)
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, terminate)
+    return body()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     opts = parse_args(argv)
-    if shutil.which("sipp") is None:
-        print("load: sipp is not installed (Debian package sip-tester)", file=sys.stderr)
-        return 2
-    signal.signal(signal.SIGTERM, _terminate)
-    return run(opts)
+    return run_script("load", lambda: run(opts))
 
 
 if __name__ == "__main__":

@@ -1027,7 +1027,15 @@ class Call:
         self.state = await go(self.ctx, first or Greeting())
 
     async def dispatch(self, event: Event) -> None:
-        log.info("Call %s: %s in %s", self.channel_id, event, self.state.name)
+        before = self.state
+        log.debug("Call %s: %s in %s", self.channel_id, event, before.name)
+        await self._dispatch(event)
+        if self.state is not before:
+            # the call's course, one line per change of state (every event: DEBUG)
+            log.info("Call %s: %s -> %s on %s", self.channel_id, before.name, self.state.name,
+                     event)
+
+    async def _dispatch(self, event: Event) -> None:
         match event:
             case Dtmf(digit) if self._star_pending:
                 # '*' then one key is a command; the pair never reaches the number

@@ -83,6 +83,11 @@ class DeskPool:
         order = self.waiting()
         return order.index(call_key) + 1 if call_key in order else 0
 
+    def my_turn(self, call_key: str) -> bool:
+        """May this caller take a desk now (not queued, or the longest-waiting not ringing
+        one)? Callers woken out of turn need not even read the desks' presence."""
+        return call_key not in self._queue or self._first_unserved() == call_key
+
     def _first_unserved(self) -> str | None:
         ringing = set(self._reserved.values())
         return next((k for k in self.waiting() if k not in ringing), None)
@@ -118,7 +123,7 @@ class DeskPool:
                 every: bool = False) -> list[str]:
         """If it is this caller's turn, reserve the best free desk for them (``every``: all
         free desks, for ring-all) and return what was reserved, best first."""
-        if call_key in self._queue and self._first_unserved() != call_key:
+        if not self.my_turn(call_key):
             return []  # someone has waited longer
         free = self.free(presence, exclude, at)
         taken = free if every else free[:1]

@@ -69,8 +69,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if runner in done and runner.exception() is not None:
             raise runner.exception()  # type: ignore[misc]
 
-    asyncio.run(main())
+    with asyncio.Runner(loop_factory=_event_loop_factory()) as runner:
+        runner.run(main())
     return 0
+
+
+def _event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's event loop where it is installed (a dependency on Linux): half the CPU of
+    asyncio's own per ARI request on this lab (docs/benchmarks.md); asyncio's otherwise."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
 
 
 def cmd_supervise(args: argparse.Namespace) -> int:

@@ -5,7 +5,9 @@ Each lab has a slot: the pytest-xdist worker number (``gw0`` -> 0, ``gw1`` -> 1,
 ports (SIP, ARI, the control room's static contact, the RTP range), the console's HTTP port
 and a block of 5000 ports
 for the sipp phones it starts, so two slots never meet. The load benchmark's own lab
-(benchmarks/load.py: 61000-65088) is above every block.
+(benchmarks/load.py: 61000-65088) is above every block, and so is the comparison's in
+tests/e2e/test_load.py (benchmarks/compare.py: SIP 60060-60260, ARI 60088, RTP 4000-7999, below
+every slot's RTP range).
 
     slot k:  SIP 25060+100k  control room 25099+100k  ARI 28088+100k  RTP 10000+1000k..+999
              console 18080+100k

@@ -20,7 +20,7 @@ import pytest
 from sqlalchemy import select
 
 from ari_app import runtime
-from ari_app.adapter import FALLBACK_CONTEXT
+from ari_app.adapter import FALLBACK_CONTEXT, AriTelephony
 from ari_app.client import AriClient, AriEvent
 from ari_app.runtime import CallRuntime
 from ari_app.service import LineService
@@ -247,3 +247,34 @@ async def test_given_the_roster_copy_being_read_when_a_caller_looks_up_then_it_d
         assert found.result is RosterResult.UNKNOWN
     finally:
         release.set()
+
+
+async def test_given_a_new_hold_bridge_when_a_caller_is_held_then_no_read_back_of_the_bridge():
+    asterisk = ScriptedAsterisk()
+    client = AriClient("http://127.0.0.1:8088", "verifyline", "pw", "verifyline",
+                       transport=httpx.MockTransport(asterisk.handle))
+
+    await AriTelephony(client).hold("c1", "c1-hold")
+
+    assert [(r.method, r.path) for r in asterisk.requests] == [
+        ("POST", "/bridges/c1-hold"), ("POST", "/bridges/c1-hold/addChannel"),
+        ("POST", "/bridges/c1-hold/moh")]
+
+
+async def test_given_the_hold_bridge_exists_when_held_again_then_it_is_read_and_not_rejoined():
+    # a restarted app holding an adopted caller: the bridge exists (409) with them in it
+    asterisk = ScriptedAsterisk(failures={("POST", "/bridges/c1-hold"): 409})
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        if request.method == "GET":
+            asterisk.requests.append(Request("GET", request.url.path.removeprefix("/ari"), {}))
+            return httpx.Response(200, json={"id": "c1-hold", "channels": ["c1"]})
+        return asterisk.handle(request)
+
+    client = AriClient("http://127.0.0.1:8088", "verifyline", "pw", "verifyline",
+                       transport=httpx.MockTransport(handle))
+
+    await AriTelephony(client).hold("c1", "c1-hold")
+
+    assert [(r.method, r.path) for r in asterisk.requests] == [
+        ("POST", "/bridges/c1-hold"), ("GET", "/bridges/c1-hold")]

@@ -140,3 +140,123 @@ async def test_given_a_channel_gone_when_the_bridge_is_made_then_it_is_destroyed
     assert [(r.method, r.url.path) for r in seen] == [
         ("POST", "/ari/bridges/c1-bridge"), ("POST", "/ari/bridges/c1-bridge/addChannel"),
         ("DELETE", "/ari/bridges/c1-bridge")]
+
+
+# --- REST over the events websocket ------------------------------------------------------
+
+
+class FakeSocket:
+    """The events websocket as the client sees it: what it sends, and Asterisk's answers
+    handed back the way the socket's reader hands them (``client.on_response``)."""
+
+    def __init__(self, client: AriClient, status: int = 200, body: str = "") -> None:
+        self.client, self.status, self.body = client, status, body
+        self.sent: list[dict[str, object]] = []
+
+    async def send(self, message: str) -> None:
+        import asyncio
+        import json
+
+        request = json.loads(message)
+        self.sent.append(request)
+        answer = {"type": "RESTResponse", "request_id": request["request_id"],
+                  "status_code": self.status, "message_body": self.body}
+        asyncio.get_running_loop().call_soon(self.client.on_response, answer)
+
+
+def test_given_asterisk_versions_then_rest_over_the_socket_only_from_the_releases_that_have_it():
+    from ari_app.client import rest_over_socket
+
+    assert [rest_over_socket(v) for v in (
+        "22.10.1+dfsg+~cs6.17.60671434-1", "22.4.0", "22.3.0", "21.9.0", "21.8.2", "20.14.1",
+        "20.13.0", "18.26.0", "23.0.0", "GIT-master-abc", "")] == [
+        True, True, False, True, False, True, False, False, True, False, False]
+
+
+async def test_given_the_socket_attached_when_a_request_is_made_then_it_goes_as_a_rest_request():
+    seen: list[httpx.Request] = []
+    client = client_answering(500, seen)  # HTTP would fail: nothing may go that way
+    sock = FakeSocket(client, 200, '{"id": "c1-hold", "channels": ["c1"]}')
+    client.use_socket(sock.send, reader=None)
+
+    bridge = await client.bridge("c1-hold")
+    await client.originate("c1-desk1", "PJSIP/desk1", "desk", '"A" <1>', 20)
+
+    assert bridge.channels == ("c1",)
+    assert sock.sent[0] == {"type": "RESTRequest", "request_id": "1", "method": "GET",
+                            "uri": "bridges/c1-hold"}
+    assert sock.sent[1]["uri"] == "channels/c1-desk1"
+    assert {q["name"]: q["value"] for q in sock.sent[1]["query_strings"]} == {  # type: ignore
+        "endpoint": "PJSIP/desk1", "app": APP, "appArgs": "desk", "callerId": '"A" <1>',
+        "timeout": "20"}
+    assert seen == []
+
+
+async def test_given_the_socket_when_asterisk_answers_404_then_not_found_as_over_http():
+    import pytest
+
+    from ari_app.client import AriNotFound
+    client = client_answering(500, [])
+    client.use_socket(FakeSocket(client, 404, '{"message": "Channel not found"}').send, None)
+
+    with pytest.raises(AriNotFound):
+        await client.answer("gone")
+    await client.hangup("gone")  # a hang-up of a channel gone is no error
+
+
+async def test_given_a_request_waiting_when_the_socket_closes_then_it_fails_as_unavailable():
+    import asyncio
+
+    import pytest
+
+    from ari_app.client import AriUnavailable
+    client = client_answering(500, [])
+    sent: list[str] = []
+
+    async def send(message: str) -> None:
+        sent.append(message)  # Asterisk never answers
+
+    client.use_socket(send, None)
+    waiting = asyncio.ensure_future(client.answer("c1"))
+    while not sent:
+        await asyncio.sleep(0)
+    client.drop_socket()
+
+    with pytest.raises(AriUnavailable):
+        await waiting
+    assert not client.over_socket
+
+
+async def test_given_the_socket_when_its_own_reader_makes_a_request_then_it_goes_over_http():
+    # the reader cannot wait for an answer it is the one to read: HTTP, never a deadlock
+    import asyncio
+
+    seen: list[httpx.Request] = []
+    client = client_answering(204, seen)
+    sock = FakeSocket(client, 204)
+
+    async def reader() -> None:
+        await client.answer("c1")
+
+    task = asyncio.ensure_future(reader())
+    client.use_socket(sock.send, task)
+    await task
+
+    assert [(r.method, r.url.path) for r in seen] == [("POST", "/ari/channels/c1/answer")]
+    assert sock.sent == []
+
+
+async def test_given_the_app_events_when_the_filter_is_set_then_asterisk_gets_an_allow_list():
+    import json
+
+    from ari_app.stasis import EVENTS
+    seen: list[httpx.Request] = []
+    client = client_answering(200, seen, {"name": APP})
+
+    await client.allow_events(EVENTS)
+
+    assert (seen[0].method, seen[0].url.path) == (
+        "PUT", f"/ari/applications/{APP}/eventFilter")
+    allowed = [t["type"] for t in json.loads(seen[0].content)["allowed"]]
+    assert "StasisStart" in allowed and "RESTResponse" in allowed
+    assert "ChannelVarset" not in allowed  # half of what Asterisk sent before, read by nobody

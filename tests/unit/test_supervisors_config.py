@@ -119,6 +119,21 @@ def test_given_ring_all_then_every_free_desk_is_reserved_for_the_caller_whose_tu
     assert pool.reserve(presence, "second", every=True) == ["desk3"]
 
 
+def test_given_callers_waiting_then_only_the_longest_waiting_not_ringing_has_the_turn():
+    # given two callers queued and one not queued (an adopted or a ring-all call)
+    pool = DeskPool(["desk1", "desk2"], {})
+    pool.join("first")
+    pool.join("second")
+
+    # then the first has the turn, the second not; a caller outside the queue always has
+    assert (pool.my_turn("first"), pool.my_turn("second"), pool.my_turn("other")) == (
+        True, False, True)
+
+    # when the first is ringing a desk, then the turn passes to the second
+    pool.reserve({"desk1": ON, "desk2": ON}, "first")
+    assert (pool.my_turn("first"), pool.my_turn("second")) == (False, True)
+
+
 def test_given_wrap_up_then_desk_rests_before_the_next_offer():
     pool = DeskPool(["desk1"], {}, wrap_up=30)
     t = datetime(2026, 1, 1, 12, tzinfo=UTC)
