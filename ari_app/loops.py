@@ -75,7 +75,7 @@ class Background:
         line = self.line
         while True:
             try:
-                officers = await line.in_db(lambda: services.roster_cards(line.store))
+                officers = await line.in_bulk_db(lambda: services.roster_cards(line.store))
                 line.roster_copy.replace(officers, now())
             except SQLAlchemyError as exc:
                 log.debug("reading the roster failed (%s); keeping the copy", exc)

@@ -56,6 +56,9 @@ class LineService:
         self.pool = DeskPool(settings.desks, {}, settings.wrap_up, settings.auto_pause_after)
         self.calls: dict[str, CallRuntime] = {}
         self._db = ThreadPoolExecutor(1, thread_name_prefix="verifyline-db")  # reads
+        # the whole roster, for its in-memory copy: a read that grows with the roster
+        # (seconds at 200,000 officers) must not hold up a caller's lookup queued behind it
+        self._bulk_db = ThreadPoolExecutor(1, thread_name_prefix="verifyline-db-bulk")
         self.durable = DurableLog(Journal(services.journal_path(settings)), store, logops.CODEC)
         self.roster_copy = roster.RosterCopy()
         self.sweeper = Sweeper(settings.app_name, settings.sweep_grace)
@@ -77,6 +80,11 @@ class LineService:
         """Read from the database on a thread of its own, so the event loop never waits on it
         (writes go through :meth:`log`)."""
         return await asyncio.get_running_loop().run_in_executor(self._db, work)
+
+    async def in_bulk_db(self, work: Callable[[], T]) -> T:
+        """A long read (the whole roster) on a thread of its own: the reads of calls in
+        progress (:meth:`in_db`) never wait for it."""
+        return await asyncio.get_running_loop().run_in_executor(self._bulk_db, work)
 
     def log(self, entry: logops.Operation) -> None:
         """A call-log write: journaled (fsync'd) first, then applied to the database, in order
@@ -180,6 +188,7 @@ class LineService:
         for task in list(self._tasks):
             task.cancel()
         self._db.shutdown(wait=True)
+        self._bulk_db.shutdown(wait=True)
         await asyncio.get_running_loop().run_in_executor(None, self.durable.stop)
 
     # --- the event stream's callbacks ------------------------------------------------------

@@ -4,99 +4,34 @@
                                                   [--backend sqlite|postgresql|both]
 
 Fills a fresh database (a SQLite file in a temporary directory; for PostgreSQL a throwaway
-cluster, tests/pgcluster.py) with calls spread over a year (bulk Core inserts): 200 officers
-keyed most of the time (some unknown numbers, some none), 20 desks, 50,000 caller numbers
-(one in ten withheld), outcomes for most answered calls. Then times each search form through
-ivr.services (the query, the count and building the page's rows, as the console does) and the
-CSV export of one page, and prints p50/p99 in ms per form. The target is 200 ms each.
+cluster, tests/pgcluster.py) with calls spread over a year (bulk Core inserts,
+benchmarks/filling.py, shared with benchmarks/scale.py): 200 officers keyed most of the time
+(some unknown numbers, some none), 20 desks, 50,000 caller numbers (one in ten withheld),
+outcomes for most answered calls. Then times each search form through ivr.services (the query,
+the count and building the page's rows, as the console does) and the CSV export of one page,
+and prints p50/p99 in ms per form. The target is 200 ms each.
 """
 
 from __future__ import annotations
 
 import argparse
-import random
 import statistics
 import sys
 import tempfile
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sqlalchemy import insert, text
-
+from benchmarks.filling import START, fill
 from ivr import services
-from ivr.models import Call, Encounter, Officer, OfficerStatus, RosterResult, Supervisor
 from ivr.search import Cursor, SearchFilters
 from ivr.store import Store
 from tests.pgcluster import PgCluster
 
-START = datetime(2024, 1, 1, tzinfo=UTC)
-YEAR_SECONDS = 365 * 24 * 3600
-OFFICERS, DESKS, CALLERS = 200, 20, 50_000
-OUTCOMES = ["verified"] * 70 + ["not_verified"] * 10 + ["escalated"] * 5 + \
-    ["advice_given"] * 10 + ["caller_left"] * 5
-BATCH = 10_000
 TARGET_MS = 200.0
-
-
-def fill(store: Store, calls: int) -> None:
-    """Officers, desks, then calls (each with its encounter), oldest first."""
-    rnd = random.Random(11)
-    with store.engine.begin() as conn:
-        conn.execute(insert(Officer.__table__), [
-            {"warrant_number": str(1000 + i), "name": f"Officer {i}", "rank": "Constable",
-             "status": OfficerStatus.ACTIVE.value, "unit": "", "station": ""}
-            for i in range(OFFICERS)])
-        conn.execute(insert(Supervisor.__table__), [
-            {"desk": f"desk{i + 1}", "display_name": f"desk{i + 1}", "paused": False,
-             "signed_out": False, "pause_reason": "", "state": "free"} for i in range(DESKS)])
-    offsets = sorted(rnd.randrange(YEAR_SECONDS) for _ in range(calls))
-    began = time.monotonic()
-    for first in range(0, calls, BATCH):
-        encounters, rows = [], []
-        for i in range(first, min(calls, first + BATCH)):
-            at = START + timedelta(seconds=offsets[i])
-            caller = None if rnd.random() < 0.1 else f"07700{rnd.randrange(CALLERS):06d}"
-            pick = rnd.random()
-            officer = rnd.randrange(OFFICERS)
-            digits = (str(1000 + officer) if pick < 0.9 else "" if pick < 0.95
-                      else str(rnd.randrange(100000, 999999)))
-            result = (RosterResult.ON_DUTY if pick < 0.8 else RosterResult.OFF_DUTY
-                      if pick < 0.9 else RosterResult.NONE_ENTERED if pick < 0.95
-                      else RosterResult.UNKNOWN)
-            answered = rnd.random() < 0.85
-            reference = str(10_000_000 + i)
-            encounters.append({"id": i + 1, "reference": reference, "caller_number": caller,
-                               "opened_at": at, "kind": "call",
-                               "officer_id": officer + 1 if pick < 0.9 else None})
-            rows.append({
-                "id": i + 1, "channel_id": f"bench-{i}", "reference": reference,
-                "encounter_id": i + 1, "caller_number": caller, "digits_entered": digits,
-                "roster_result": result.value,
-                "supervisor_id": rnd.randrange(DESKS) + 1 if answered else None,
-                "started_at": at, "answered_at": at + timedelta(seconds=40) if answered
-                else None, "ended_at": at + timedelta(seconds=200),
-                "end_reason": "caller_hangup" if answered else "caller_abandoned",
-                "path": "ari", "flags": "", "language": "en", "state": "ended",
-                "outcome": rnd.choice(OUTCOMES) if answered and rnd.random() < 0.95 else None,
-                "recording": f"rec-{i}" if answered else None})
-        with store.engine.begin() as conn:
-            conn.execute(insert(Encounter.__table__), encounters)
-            conn.execute(insert(Call.__table__), rows)
-        done = min(calls, first + BATCH)
-        if done % 100_000 == 0:
-            print(f"  {done:>9,} calls in {time.monotonic() - began:.0f} s", flush=True)
-    with store.engine.connect() as conn:
-        if store.engine.dialect.name == "postgresql":
-            conn.execution_options(isolation_level="AUTOCOMMIT").execute(
-                text("VACUUM ANALYZE"))
-            conn.execute(text("SELECT setval('call_id_seq', (SELECT max(id) FROM call))"))
-        else:
-            conn.execute(text("ANALYZE"))
-        conn.commit()
 
 
 def forms(calls: int) -> dict[str, tuple[SearchFilters, int]]:

@@ -9,6 +9,7 @@ console worker process and survives a restart.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import os
@@ -57,7 +58,13 @@ def check_password(stored: str, password: str) -> bool:
     return hmac.compare_digest(got, want)
 
 
-_DUMMY_HASH = hash_password("not a password of anyone")
+@functools.cache
+def dummy_hash() -> str:
+    """The hash an unknown user's password is checked against (so that a sign-in takes as
+    long whether or not the account exists). Made on first use, not at import: one scrypt
+    (0.1-0.4 s here) was part of every start of the CLI and the line, which never sign anyone
+    in; the console makes it when its app is created (ivr.web.create_app)."""
+    return hash_password("not a password of anyone")
 
 
 @dataclass(frozen=True)
@@ -131,7 +138,7 @@ def authenticate(session: Session, username: str, password: str, address: str
         return ConsoleError("login_throttled",
                             "too many failed sign-ins: wait 15 minutes and try again", 429)
     user = session.scalars(select(User).where(User.username == username)).first()
-    good = check_password(user.password_hash if user else _DUMMY_HASH, password)
+    good = check_password(user.password_hash if user else dummy_hash(), password)
     if user is None or not good or user.disabled:
         session.add(LoginFailure(at=at, username=username[:80], address=address[:64]))
         return ConsoleError("login_failed", "user name or password not recognised", 401)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -251,18 +251,27 @@ def call_as_json(call: Call) -> dict[str, Any]:
     }
 
 
-def list_calls(session: Session, limit: int | None = None) -> list[dict[str, Any]]:
-    """Calls, oldest first, in the lab contract's JSON shape."""
-    query = (
-        select(Call)
-        .options(selectinload(Call.encounter).selectinload(Encounter.officer),
-                 selectinload(Call.supervisor))
-        .order_by(Call.started_at, Call.id)
-    )
-    calls: Sequence[Call] = session.scalars(query).all()
-    if limit is not None:
-        calls = calls[-limit:]
+def list_calls(session: Session, limit: int | None = None,
+               since: datetime | None = None) -> list[dict[str, Any]]:
+    """Calls, oldest first, in the lab contract's JSON shape: those started at or after
+    ``since``, and of them the newest ``limit``. Both are conditions of the query (the index on
+    ``started_at`` finds them), so the cost follows the calls listed, not the log's size."""
+    query = select(Call).options(selectinload(Call.encounter).selectinload(Encounter.officer),
+                                 selectinload(Call.supervisor))
+    if since is not None:
+        query = query.where(Call.started_at >= since)
+    if limit is None:
+        calls = list(session.scalars(query.order_by(Call.started_at, Call.id)))
+    else:
+        newest = query.order_by(Call.started_at.desc(), Call.id.desc()).limit(max(0, limit))
+        calls = list(session.scalars(newest))[::-1]
     return [call_as_json(c) for c in calls]
+
+
+def call_json(session: Session, call_id: int) -> dict[str, Any] | None:
+    """One call in the lab contract's JSON shape (None: no such call)."""
+    call = session.get(Call, call_id)
+    return None if call is None else call_as_json(call)
 
 
 def timeline(session: Session, call_id: int) -> list[dict[str, Any]]:

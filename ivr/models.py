@@ -18,6 +18,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -176,7 +177,10 @@ class Encounter(Base):
     """A member of the public meeting an officer; calls about it are logged against it."""
 
     __tablename__ = "encounter"
-    __table_args__ = (Index("ix_encounter_officer_open", "officer_id", "closed_at"),)
+    # an officer's open pre-registration (asked at every lookup): past calls' encounters,
+    # never closed, are passed over by kind
+    __table_args__ = (Index("ix_encounter_officer_open", "officer_id", "kind", "closed_at",
+                            "opened_at"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     reference: Mapped[str] = mapped_column(String(12), unique=True)
@@ -205,9 +209,13 @@ _result_enum = Enum(
 
 class Call(Base):
     __tablename__ = "call"
-    # the console's encounter search filters by these and orders by started_at
+    # the console's encounter search filters by these and orders by started_at; the rate
+    # count of a lookup reads a caller's calls since a time; resync and the dashboard read the
+    # calls still open (a partial index: only those rows are in it)
     __table_args__ = (Index("ix_call_started_at", "started_at"),
-                      Index("ix_call_caller_number", "caller_number"),
+                      Index("ix_call_caller_number", "caller_number", "started_at"),
+                      Index("ix_call_open", "id", sqlite_where=text("ended_at IS NULL"),
+                            postgresql_where=text("ended_at IS NULL")),
                       Index("ix_call_digits_entered", "digits_entered", "started_at"),
                       Index("ix_call_outcome", "outcome", "started_at"),
                       Index("ix_call_supervisor_id", "supervisor_id", "started_at"),

@@ -6,9 +6,9 @@ import csv
 import io
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
-from sqlalchemy import delete, func, or_, select
+from sqlalchemy import String, delete, func, or_, select, type_coerce
 from sqlalchemy.orm import Session
 
 from ivr import photos
@@ -73,9 +73,9 @@ def lookup(session: Session, digits: str, at: datetime) -> Lookup:
     return Lookup(result, officer.id, f"{officer.rank} {officer.name}")
 
 
-@dataclass(frozen=True)
-class OfficerCard:
-    """One officer as the in-memory roster copy keeps them."""
+class OfficerCard(NamedTuple):
+    """One officer as the in-memory roster copy keeps them (a tuple: 200,000 of them are
+    made every time the copy is read)."""
 
     id: int
     warrant_number: str
@@ -85,10 +85,18 @@ class OfficerCard:
     on_duty_until: datetime | None
 
 
+_STATUS = {s.value: s for s in OfficerStatus}
+
+
 def officer_cards(session: Session) -> list[OfficerCard]:
-    return [OfficerCard(o.id, o.warrant_number, f"{o.rank} {o.name}", o.status,
-                        o.on_duty_from, o.on_duty_until)
-            for o in session.scalars(select(Officer))]
+    """Every officer as the roster copy keeps them. The columns alone, not ORM objects, and
+    the status as stored, turned into its enum by a dict: at 200,000 officers the objects and
+    the Enum type's conversion were most of a 4-second read."""
+    rows = session.execute(select(Officer.id, Officer.warrant_number, Officer.rank,
+                                  Officer.name, type_coerce(Officer.status, String),
+                                  Officer.on_duty_from, Officer.on_duty_until))
+    return [OfficerCard(i, number, f"{rank} {name}", _STATUS[status], start, end)
+            for i, number, rank, name, status, start, end in rows]
 
 
 class RosterCopy:

@@ -13,11 +13,13 @@ import shutil
 import signal
 import sys
 from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from ari_app.client import AriClient
 from ari_app.service import LineService
 from ivr import callers, calllog, roster, services
+from ivr.clock import now
 from ivr.config import Settings
 from ivr.exceptions import ConsoleError, VerifyLineError
 from ivr.models import Role
@@ -239,10 +241,28 @@ def cmd_roster_import(args: argparse.Namespace) -> int:
     return 0
 
 
+SINCE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def since_arg(raw: str) -> datetime:
+    """``--since``: an ISO 8601 time with a UTC offset, or a time ago (``30m``, ``1h``)."""
+    text = raw.strip()
+    if text[:-1].isdigit() and text[-1:] in SINCE_UNITS:
+        return now() - timedelta(seconds=int(text[:-1]) * SINCE_UNITS[text[-1]])
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{raw!r} is neither an ISO 8601 time nor a time ago such as 30m or 1h") from None
+    if when.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{raw!r} has no UTC offset (write e.g. +00:00)")
+    return when
+
+
 def cmd_calls_list(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     with _store(settings).session() as s:
-        calls = calllog.list_calls(s, args.limit)
+        calls = calllog.list_calls(s, args.limit, args.since)
     if args.json:
         print(json.dumps(calls, indent=2))
         return 0
@@ -257,10 +277,10 @@ def cmd_calls_list(args: argparse.Namespace) -> int:
 def cmd_calls_show(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     with _store(settings).session() as s:
-        calls = [c for c in calllog.list_calls(s) if c["id"] == args.id]
-        if not calls:
+        call = calllog.call_json(s, args.id)
+        if call is None:
             raise VerifyLineError(f"no call with id {args.id}")
-        print(json.dumps({**calls[0], "timeline": calllog.timeline(s, args.id)}, indent=2))
+        print(json.dumps({**call, "timeline": calllog.timeline(s, args.id)}, indent=2))
     return 0
 
 
@@ -508,6 +528,9 @@ def build_parser() -> argparse.ArgumentParser:
     ls = add(calls_p, "list", cmd_calls_list, "list calls, oldest first")
     ls.add_argument("--json", action="store_true")
     ls.add_argument("--limit", type=int)
+    ls.add_argument("--since", type=since_arg, metavar="WHEN",
+                    help="only calls started at or after WHEN: an ISO 8601 time with its UTC "
+                         "offset, or a time ago such as 90s, 30m, 1h, 7d")
     show = add(calls_p, "show", cmd_calls_show, "one call with its timeline, as JSON")
     show.add_argument("id", type=int)
 

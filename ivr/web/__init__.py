@@ -14,6 +14,7 @@ from typing import Any
 from flask import Flask
 from flask_wtf.csrf import CSRFProtect
 
+from ivr import accounts
 from ivr.config import Settings
 from ivr.store import Store
 from ivr.web import (
@@ -37,6 +38,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """The console app. ``config`` overrides Flask settings; ``SETTINGS`` (ivr.config.Settings)
     and ``STORE`` (ivr.store.Store) may be given, else they come from the environment."""
     app = Flask(__name__)
+    # before any sign-in: the first one for an unknown account must not take longer
+    accounts.dummy_hash()
     config = dict(config or {})
     settings: Settings = config.pop("SETTINGS", None) or Settings.from_env()
     settings = settings.with_secrets()

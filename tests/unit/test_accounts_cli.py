@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -130,3 +132,13 @@ def test_given_an_unknown_officer_when_a_token_is_added_then_exit_1_and_none_mad
     assert "no officer" in capsys.readouterr().err
     with env.session() as s:
         assert s.scalars(select(DeviceToken)).first() is None
+
+
+def test_given_the_cli_or_the_line_when_it_starts_then_no_password_hash_is_made() -> None:
+    # one scrypt at import was part of every start of the CLI and the line (0.1-0.4 s)
+    started = subprocess.run(
+        [sys.executable, "-c", "import ops.cli, ivr.accounts as a; "
+                               "print(a.dummy_hash.cache_info().currsize)"],
+        capture_output=True, text=True, check=True, cwd=Path(__file__).resolve().parents[2])
+
+    assert started.stdout.strip() == "0"

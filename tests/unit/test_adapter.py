@@ -9,6 +9,7 @@ real store of the test's own (SQLite, or PostgreSQL with ``VERIFYLINE_TEST_DB=po
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,10 +24,12 @@ from ari_app.adapter import FALLBACK_CONTEXT, AriTelephony
 from ari_app.client import AriClient, AriEvent
 from ari_app.runtime import CallRuntime
 from ari_app.service import LineService
+from ivr import roster, services
 from ivr.callflow import Greeting, State
+from ivr.clock import now
 from ivr.config import Settings
 from ivr.models import Call as CallRow
-from ivr.models import EndReason
+from ivr.models import EndReason, RosterResult
 from ivr.store import Store
 
 T = TypeVar("T")
@@ -222,6 +225,28 @@ async def test_given_a_caller_hung_up_by_the_driver_or_by_bye_then_the_end_reaso
 
     await until("the call to end", lambda: h.call_ended())
     assert h.ended_reason() == reason.value
+
+
+async def test_given_the_roster_copy_being_read_when_a_caller_looks_up_then_it_does_not_wait(
+        h: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    reading, release = threading.Event(), threading.Event()
+
+    def slow_roster(store: Store) -> list[roster.OfficerCard]:
+        reading.set()
+        release.wait(10)  # a roster of 200,000 officers, read for the in-memory copy
+        return []
+
+    monkeypatch.setattr(services, "roster_cards", slow_roster)
+    h.line.background.start()
+    try:
+        await until("the roster copy to be read", reading.is_set)
+
+        found = await asyncio.wait_for(h.line.in_db(lambda: services.check_number(
+            h.store, h.line.settings, "4242", "07700900123", CALLER, now())), timeout=2)
+
+        assert found.result is RosterResult.UNKNOWN
+    finally:
+        release.set()
 
 
 async def test_given_a_new_hold_bridge_when_a_caller_is_held_then_no_read_back_of_the_bridge():

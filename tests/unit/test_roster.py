@@ -8,7 +8,15 @@ import pytest
 
 from ivr.exceptions import RosterImportError
 from ivr.models import Officer, OfficerStatus, RosterResult
-from ivr.roster import classify, lookup, parse_csv, replace_roster
+from ivr.roster import (
+    Lookup,
+    RosterCopy,
+    classify,
+    lookup,
+    officer_cards,
+    parse_csv,
+    replace_roster,
+)
 
 HEADER = "warrant_number,name,rank,status,on_duty_from,on_duty_until\n"
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
@@ -90,3 +98,22 @@ def test_given_new_roster_when_replaced_then_missing_officers_removed(store):
     with store.session() as s:
         assert lookup(s, "1", NOW).result is RosterResult.UNKNOWN
         assert lookup(s, "2", NOW).result is RosterResult.RESTRICTED
+
+
+def test_given_officers_when_the_roster_copy_reads_them_then_each_card_answers_as_the_roster(
+        store):
+    with store.session() as s:
+        replace_roster(s, parse_csv(HEADER + f"0042,Ann Smith,PC,active,{WINDOW}\n"
+                                    "0043,Bob Jones,Sgt,suspended,,\n"))
+    with store.session() as s:
+        cards = officer_cards(s)
+        expected = {n: lookup(s, n, NOW) for n in ("0042", "0043")}
+
+    copy = RosterCopy()
+    copy.replace(cards, NOW)
+
+    assert {n: copy.lookup(n, NOW) for n in ("0042", "0043")} == expected
+    assert expected["0042"] == Lookup(RosterResult.ON_DUTY, expected["0042"].officer_id,
+                                      "PC Ann Smith")
+    assert expected["0043"].result is RosterResult.RESTRICTED
+    assert copy.lookup("9999", NOW) == Lookup(RosterResult.UNKNOWN)
