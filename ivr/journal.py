@@ -30,8 +30,9 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar, cast
 
+from sqlalchemy import CursorResult, Table, insert, select, update
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 
@@ -145,18 +146,26 @@ class Codec(Protocol[Op]):
 
     def apply(self, session: Session, op: Op) -> None: ...
 
+    def apply_all(self, session: Session, ops: Sequence[Op]) -> None:
+        """Apply many, in order, in one transaction: the same rows as ``apply`` each."""
+        ...
+
+
+_CHECKPOINTS = cast(Table, JournalCheckpoint.__table__)
+
 
 def checkpoint(session: Session, journal_id: str) -> int:
-    row = session.get(JournalCheckpoint, journal_id)
-    return row.seq if row is not None else 0
+    seq = session.scalar(select(_CHECKPOINTS.c.seq).where(
+        _CHECKPOINTS.c.journal_id == journal_id))
+    return int(seq) if seq is not None else 0
 
 
 def _set_checkpoint(session: Session, journal_id: str, seq: int) -> None:
-    row = session.get(JournalCheckpoint, journal_id)
-    if row is None:
-        session.add(JournalCheckpoint(journal_id=journal_id, seq=seq))
-    else:
-        row.seq = seq
+    # Core statements: no ORM identity map or flush for a row written once per chunk
+    done = cast(CursorResult[Any], session.execute(update(_CHECKPOINTS).where(
+        _CHECKPOINTS.c.journal_id == journal_id).values(seq=seq)))
+    if done.rowcount == 0:  # one writer per journal: nobody else inserts it meanwhile
+        session.execute(insert(_CHECKPOINTS).values(journal_id=journal_id, seq=seq))
 
 
 def _database_down(exc: Exception) -> bool:
@@ -282,9 +291,10 @@ class DurableLog(Generic[Op]):
         try:
             with self.store.session() as s:
                 done = checkpoint(s, self.journal.journal_id)
-                for entry in chunk:
-                    if entry.seq > done:
-                        self._apply_entry(s, entry.op, entry.args)
+                # an entry that cannot be decoded refuses the chunk: applied one by one, it
+                # is set aside (below)
+                self.codec.apply_all(s, [self.codec.decode(e.op, e.args) for e in chunk
+                                         if e.seq > done])
                 _set_checkpoint(s, self.journal.journal_id, max(done, chunk[-1].seq))
             return
         except Exception as exc:
