@@ -414,13 +414,13 @@ class Batch:
         if wanted:
             self._calls.update((channel, id_) for channel, id_ in self.session.execute(
                 select(_CALLS.c.channel_id, _CALLS.c.id).where(
-                    _CALLS.c.channel_id.in_(wanted))).tuples())
+                    _CALLS.c.channel_id.in_(wanted))))
             self._absent |= wanted - self._calls.keys()
         wanted = set(desks) - self._desks.keys()
         if wanted:
             self._desks.update((desk, id_) for desk, id_ in self.session.execute(
                 select(_SUPERVISORS.c.desk, _SUPERVISORS.c.id).where(
-                    _SUPERVISORS.c.desk.in_(wanted))).tuples())
+                    _SUPERVISORS.c.desk.in_(wanted))))
 
     def absent(self, channel_id: str) -> bool:
         """Was this call not in the database when the chunk began, nor opened since?"""
