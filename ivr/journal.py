@@ -192,6 +192,7 @@ class DurableLog(Generic[Op]):
         self._queue: queue.Queue[tuple[str, dict[str, Any]] | None] = queue.Queue()
         self._idle = threading.Condition()
         self._busy = 0
+        self._committed: int | None = None  # the checkpoint this writer last committed
         self._thread = threading.Thread(target=self._run, name="verifyline-journal",
                                         daemon=True)
 
@@ -289,13 +290,19 @@ class DurableLog(Generic[Op]):
 
     def _apply_chunk(self, chunk: list[Entry]) -> None:
         try:
+            # what this writer last committed is the checkpoint (it is the journal's only
+            # writer); read from the database after anything failed, as the commit may or
+            # may not have happened
+            known, self._committed = self._committed, None
             with self.store.session() as s:
-                done = checkpoint(s, self.journal.journal_id)
+                done = known if known is not None else checkpoint(s, self.journal.journal_id)
                 # an entry that cannot be decoded refuses the chunk: applied one by one, it
                 # is set aside (below)
                 self.codec.apply_all(s, [self.codec.decode(e.op, e.args) for e in chunk
                                          if e.seq > done])
-                _set_checkpoint(s, self.journal.journal_id, max(done, chunk[-1].seq))
+                upto = max(done, chunk[-1].seq)
+                _set_checkpoint(s, self.journal.journal_id, upto)
+            self._committed = upto
             return
         except Exception as exc:
             if _database_down(exc):
