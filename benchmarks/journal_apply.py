@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import logging
 import statistics
 import sys
 import tempfile
@@ -122,6 +123,15 @@ class Figures:
     calls: int
 
 
+class _Refusals(logging.Handler):
+    """A chunk the database refused is applied again one by one: the figure would be that
+    path's, so the benchmark stops instead."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.levelno >= logging.WARNING:
+            raise SystemExit(f"the journal warned: {record.getMessage()}")
+
+
 def run(url: str, home: Path, ops: list[logops.Operation], calls: int, chunk: int,
         officer_id: int) -> Figures:
     store = Store(url)
@@ -185,6 +195,7 @@ def main() -> int:
                     default=["sqlite", "postgresql"])
     ap.add_argument("--repeat", type=int, default=2)
     args = ap.parse_args()
+    logging.getLogger("ivr.journal").addHandler(_Refusals())
     with tempfile.TemporaryDirectory(prefix="journal-bench-") as tmp, \
             databases(args.db, Path(tmp)) as urls:
         print(f"{args.calls} calls at {args.rate:g}/s interleaved; CPU of the applying thread")
