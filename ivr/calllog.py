@@ -403,6 +403,8 @@ class Batch:
         self._desks: dict[str, int] = {}
         self._updates: list[dict[str, Any]] = []
         self._officers: list[dict[str, Any]] = []
+        # calls whose encounter has its officer (or will, by a queued update): a save's
+        # officer changes it only while it has none
         self._officer_set: set[int] = set()
         self._idle: list[dict[str, Any]] = []
         self._desk_states: list[dict[str, Any]] = []
@@ -412,9 +414,13 @@ class Batch:
         """Read the ids of these calls and desks in one query each."""
         wanted = set(channel_ids) - self._calls.keys()
         if wanted:
-            self._calls.update((channel, id_) for channel, id_ in self.session.execute(
-                select(_CALLS.c.channel_id, _CALLS.c.id).where(
-                    _CALLS.c.channel_id.in_(wanted))))
+            for channel, id_, officer in self.session.execute(
+                    select(_CALLS.c.channel_id, _CALLS.c.id, _ENCOUNTERS.c.officer_id)
+                    .join(_ENCOUNTERS, _ENCOUNTERS.c.id == _CALLS.c.encounter_id)
+                    .where(_CALLS.c.channel_id.in_(wanted))):
+                self._calls[channel] = id_
+                if officer is not None:
+                    self._officer_set.add(id_)
             self._absent |= wanted - self._calls.keys()
         wanted = set(desks) - self._desks.keys()
         if wanted:
@@ -463,7 +469,6 @@ class Batch:
             "ended_at": data.ended_at,
             "end_reason": data.end_reason.value if data.end_reason else None,
             "supervisor_id": sup_id})
-        # only the first officer of a call can change its encounter (set only while unset)
         if data.officer_id is not None and call_id not in self._officer_set:
             self._officer_set.add(call_id)
             self._officers.append({"b_id": call_id, "b_officer": data.officer_id})
@@ -517,7 +522,7 @@ class Batch:
                 s.execute(statement, rows)
         self._updates, self._officers, self._idle = [], [], []
         self._desk_states, self._desk_ends, self.events = [], [], []
-        self._officer_set.clear()
+        self._officer_set.clear()  # the ORM path that follows may attach another encounter
         s.expire_all()
 
     def finish(self) -> None:
