@@ -108,9 +108,9 @@ def save(session: Session, data: CallData, kind: str, detail: dict[str, object],
          at: datetime | None = None, batch: Batch | None = None) -> None:
     """Append one timeline event and bring the call row up to date with ``data``.
 
-    With a ``batch`` (a journal chunk being applied) the common case is queued for the
-    batch's bulk statements (:meth:`Batch.save`); what remains here is the rest: the call's
-    end and a call logged against a pre-registered encounter."""
+    With a ``batch`` (a journal chunk being applied) it is queued for the batch's bulk
+    statements (:meth:`Batch.save`), but for a call logged against a pre-registered
+    encounter, which goes on here."""
     if batch is not None and batch.save(data, kind, detail, at):
         return
     call = session.scalars(select(Call).where(Call.channel_id == data.channel_id)).one()
@@ -358,9 +358,8 @@ _SUPERVISORS = cast(Table, Supervisor.__table__)
 _ENCOUNTERS = cast(Table, Encounter.__table__)
 _EVENTS = cast(Table, CallEvent.__table__)
 _CALLBACKS = cast(Table, Callback.__table__)
-# one statement each, executed for many rows at once (executemany), with the same columns
-# calllog.save writes through the ORM
-# the SET clause is the parameters' columns: those calllog.save writes through the ORM
+# one statement each, executed for many rows at once (executemany); the call's SET clause is
+# the parameters' columns: those calllog.save writes through the ORM
 _UPDATE_CALL = update(_CALLS).where(_CALLS.c.id == bindparam("b_id"))
 _SET_OFFICER = update(_ENCOUNTERS).where(
     _ENCOUNTERS.c.id == select(_CALLS.c.encounter_id).where(
@@ -386,10 +385,12 @@ class Batch:
     (benchmarks/journal_apply.py). The rows are the same either way
     (tests/unit/test_journal_batch.py compares them field by field).
 
-    How, keeping the order of the entries: the common ``save`` (not the call's end, not a
-    call logged against a pre-registered encounter) is queued as parameters of one UPDATE of
-    the call row, one INSERT of its event, and the officer and desk idle-time updates it
-    implies; a desk's shown state likewise. Everything else runs through the ORM as before,
+    How, keeping the order of the entries: a ``save`` (but of a call logged against a
+    pre-registered encounter) is queued as parameters of one UPDATE of the call row, one
+    INSERT of its event, and the officer, desk idle-time and wrap-up updates it implies (a
+    callback owed is written at once); a desk's shown state likewise; ``open`` inserts its
+    rows without first looking for them when the chunk's read found none. Everything else
+    (an attach, close, fallback, availability) runs through the ORM as before,
     after :meth:`sync` has written what was queued before it (and expired what the session
     had read, which those statements may have changed). Call and desk ids are read once per
     chunk (:meth:`preload`)."""
