@@ -372,6 +372,14 @@ _DESK_CALL_ENDED = update(_SUPERVISORS).where(_SUPERVISORS.c.id == bindparam("b_
     last_channel=bindparam("b_channel"),
     wrapup_channel=case((bindparam("b_owes"), bindparam("b_channel")),
                         else_=_SUPERVISORS.c.wrapup_channel))
+# built once: building a statement costs more CPU than running it (SQLAlchemy's cache key)
+_READ_CALLS = (select(_CALLS.c.channel_id, _CALLS.c.id, _ENCOUNTERS.c.officer_id)
+               .join(_ENCOUNTERS, _ENCOUNTERS.c.id == _CALLS.c.encounter_id)
+               .where(_CALLS.c.channel_id.in_(bindparam("b_channels", expanding=True))))
+_READ_CALL = select(_CALLS.c.id).where(_CALLS.c.channel_id == bindparam("b_channel"))
+_READ_DESKS = select(_SUPERVISORS.c.desk, _SUPERVISORS.c.id).where(
+    _SUPERVISORS.c.desk.in_(bindparam("b_desks", expanding=True)))
+_INSERT_EVENTS = insert(_EVENTS)
 _SET_DESK_STATE = update(_SUPERVISORS).where(_SUPERVISORS.c.desk == bindparam("b_desk")).values(
     state=bindparam("b_state"), state_since=bindparam("b_at"))
 
@@ -416,9 +424,7 @@ class Batch:
         wanted = set(channel_ids) - self._calls.keys()
         if wanted:
             for channel, id_, officer in self.session.execute(
-                    select(_CALLS.c.channel_id, _CALLS.c.id, _ENCOUNTERS.c.officer_id)
-                    .join(_ENCOUNTERS, _ENCOUNTERS.c.id == _CALLS.c.encounter_id)
-                    .where(_CALLS.c.channel_id.in_(wanted))):
+                    _READ_CALLS, {"b_channels": list(wanted)}):
                 self._calls[channel] = id_
                 if officer is not None:
                     self._officer_set.add(id_)
@@ -426,8 +432,7 @@ class Batch:
         wanted = set(desks) - self._desks.keys()
         if wanted:
             self._desks.update((desk, id_) for desk, id_ in self.session.execute(
-                select(_SUPERVISORS.c.desk, _SUPERVISORS.c.id).where(
-                    _SUPERVISORS.c.desk.in_(wanted))))
+                _READ_DESKS, {"b_desks": list(wanted)}))
 
     def absent(self, channel_id: str) -> bool:
         """Was this call not in the database when the chunk began, nor opened since?"""
@@ -440,8 +445,7 @@ class Batch:
     def _call_id(self, channel_id: str) -> int:
         found = self._calls.get(channel_id)
         if found is None:  # opened in this chunk (or never: then refused, as before)
-            found = self.session.execute(select(_CALLS.c.id).where(
-                _CALLS.c.channel_id == channel_id)).scalar_one()
+            found = self.session.execute(_READ_CALL, {"b_channel": channel_id}).scalar_one()
             self._calls[channel_id] = found
         return found
 
@@ -515,7 +519,7 @@ class Batch:
         s.flush()
         queued = [(_UPDATE_CALL, self._updates), (_SET_OFFICER, self._officers),
                   (_SET_IDLE, self._idle), (_SET_DESK_STATE, self._desk_states),
-                  (_DESK_CALL_ENDED, self._desk_ends), (insert(_EVENTS), self.events)]
+                  (_DESK_CALL_ENDED, self._desk_ends), (_INSERT_EVENTS, self.events)]
         if not any(rows for _, rows in queued):
             return
         for statement, rows in queued:

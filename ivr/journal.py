@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar, cast
 
-from sqlalchemy import CursorResult, Table, insert, select, update
+from sqlalchemy import CursorResult, Table, bindparam, insert, select, update
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 
@@ -154,16 +154,21 @@ class Codec(Protocol[Op]):
 _CHECKPOINTS = cast(Table, JournalCheckpoint.__table__)
 
 
+# Core statements, built once: no ORM identity map or flush for a row written every chunk
+_READ_CHECKPOINT = select(_CHECKPOINTS.c.seq).where(
+    _CHECKPOINTS.c.journal_id == bindparam("b_journal"))
+_SET_CHECKPOINT = update(_CHECKPOINTS).where(
+    _CHECKPOINTS.c.journal_id == bindparam("b_journal")).values(seq=bindparam("b_seq"))
+
+
 def checkpoint(session: Session, journal_id: str) -> int:
-    seq = session.scalar(select(_CHECKPOINTS.c.seq).where(
-        _CHECKPOINTS.c.journal_id == journal_id))
+    seq = session.scalar(_READ_CHECKPOINT, {"b_journal": journal_id})
     return int(seq) if seq is not None else 0
 
 
 def _set_checkpoint(session: Session, journal_id: str, seq: int) -> None:
-    # Core statements: no ORM identity map or flush for a row written once per chunk
-    done = cast(CursorResult[Any], session.execute(update(_CHECKPOINTS).where(
-        _CHECKPOINTS.c.journal_id == journal_id).values(seq=seq)))
+    done = cast(CursorResult[Any], session.execute(
+        _SET_CHECKPOINT, {"b_journal": journal_id, "b_seq": seq}))
     if done.rowcount == 0:  # one writer per journal: nobody else inserts it meanwhile
         session.execute(insert(_CHECKPOINTS).values(journal_id=journal_id, seq=seq))
 
