@@ -6,9 +6,9 @@ import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import Table, bindparam, case, delete, func, insert, select, update
 from sqlalchemy.orm import Session, selectinload
 
 from ivr import callers, desks, ids
@@ -57,7 +57,7 @@ def new_reference(session: Session) -> str:
 
 def open_call(
     session: Session, channel_id: str, caller_number: str | None, started_at: datetime,
-    path: CallPath = CallPath.ARI, reference: str | None = None,
+    path: CallPath = CallPath.ARI, reference: str | None = None, batch: Batch | None = None,
 ) -> str:
     """Create the encounter and the call row for a new caller; return the encounter reference.
     Idempotent, also when several writers open the same call at once (the loser of the race
@@ -67,9 +67,12 @@ def open_call(
     database was away. In the rare case another encounter took it meanwhile, the call is
     logged as ``<reference>-2`` (then -3...) so both stay findable by what the caller says."""
     for attempt in range(5):
-        existing = session.scalars(select(Call).where(Call.channel_id == channel_id)).first()
-        if existing is not None:
-            return existing.reference or existing.encounter.reference
+        # a batch that read this chunk's calls knows a new one is not there yet
+        if attempt > 0 or batch is None or not batch.absent(channel_id):
+            existing = session.scalars(select(Call).where(Call.channel_id == channel_id)
+                                       ).first()
+            if existing is not None:
+                return existing.reference or existing.encounter.reference
         ref = (new_reference(session) if reference is None
                else reference if attempt == 0 else f"{reference}-{attempt + 1}")
         encounter_id = insert_new(session, Encounter, "reference", reference=ref,
@@ -82,9 +85,10 @@ def open_call(
         if call_id is None:  # another writer opened this very call meanwhile
             session.execute(delete(Encounter).where(Encounter.id == encounter_id))
             continue
-        session.add(CallEvent(call_id=call_id, at=started_at, kind="started",
-                              detail={"caller_number": caller_number, "path": path.value,
-                                      "reference": ref}))
+        if batch is not None:
+            batch.opened(channel_id, call_id)
+        _event(session, batch, call_id, started_at, "started",
+               {"caller_number": caller_number, "path": path.value, "reference": ref})
         return ref
     raise RuntimeError(f"could not open call {channel_id}")  # pragma: no cover
 
@@ -101,8 +105,14 @@ def _supervisor(session: Session, desk: str | None) -> Supervisor | None:
 
 
 def save(session: Session, data: CallData, kind: str, detail: dict[str, object],
-         at: datetime | None = None) -> None:
-    """Append one timeline event and bring the call row up to date with ``data``."""
+         at: datetime | None = None, batch: Batch | None = None) -> None:
+    """Append one timeline event and bring the call row up to date with ``data``.
+
+    With a ``batch`` (a journal chunk being applied) it is queued for the batch's bulk
+    statements (:meth:`Batch.save`), but for a call logged against a pre-registered
+    encounter, which goes on here."""
+    if batch is not None and batch.save(data, kind, detail, at):
+        return
     call = session.scalars(select(Call).where(Call.channel_id == data.channel_id)).one()
     call.digits_entered = data.digits
     call.flags = ",".join(sorted(data.flags))
@@ -127,8 +137,11 @@ def save(session: Session, data: CallData, kind: str, detail: dict[str, object],
         owed = session.scalars(select(CallOutcome.id).where(CallOutcome.call_id == call.id)
                                ).first() is None
         desks.call_ended(sup, call, data.outcome_owed and owed)
-    session.add(CallEvent(call_id=call.id, at=at or now(), kind=kind, detail=dict(detail)))
-    notify(session)  # the console's live hub: a new timeline event
+    _event(session, batch, call.id, at or now(), kind, dict(detail))
+    if batch is None:
+        notify(session)  # the console's live hub: a new timeline event
+    else:
+        batch.notify = True
     # answered_at is kept when the caller left during the whisper: they never talked
     if (kind == "ended" and data.end_reason in CALL_BACK and data.bridge_id is None
             and (data.queued_at is not None or data.end_reason is not EndReason.CALLER_ABANDONED)):
@@ -295,14 +308,15 @@ class FallbackRecord:
     dial_status: str
 
 
-def ingest_fallback(session: Session, record: FallbackRecord) -> bool:
+def ingest_fallback(session: Session, record: FallbackRecord, batch: Batch | None = None
+                    ) -> bool:
     """Log a fallback call exactly once; return False when it was already logged."""
     call = session.scalars(select(Call).where(Call.channel_id == record.channel_id)).first()
     if call is not None and call.path == CallPath.FALLBACK:
         return False
     if call is None:
         open_call(session, record.channel_id, record.caller_number, record.started_at,
-                  CallPath.FALLBACK)
+                  CallPath.FALLBACK, batch=batch)
         call = session.scalars(select(Call).where(Call.channel_id == record.channel_id)).one()
     call.path = CallPath.FALLBACK
     if call.roster_result is None:
@@ -315,8 +329,8 @@ def ingest_fallback(session: Session, record: FallbackRecord) -> bool:
     call.state = "ended"
     if sup is not None and record.answered_at is not None:
         sup.idle_since = record.ended_at
-    session.add(CallEvent(call_id=call.id, at=record.ended_at, kind="fallback_logged",
-                          detail={"dial_status": record.dial_status, "desk": record.desk}))
+    _event(session, batch, call.id, record.ended_at, "fallback_logged",
+           {"dial_status": record.dial_status, "desk": record.desk})
     return True
 
 
@@ -338,3 +352,195 @@ def data_from_row(row: Call) -> CallData:
     if data.desk_channel_id is not None:
         data.runtime.desk_legs = ids.desk_leg_number(data.desk_channel_id) or 0
     return data
+
+
+def _event(session: Session, batch: Batch | None, call_id: int, at: datetime, kind: str,
+           detail: dict[str, object]) -> None:
+    if batch is None:
+        session.add(CallEvent(call_id=call_id, at=at, kind=kind, detail=detail))
+    else:
+        batch.events.append({"call_id": call_id, "at": at, "kind": kind, "detail": detail})
+
+
+_CALLS = cast(Table, Call.__table__)
+_SUPERVISORS = cast(Table, Supervisor.__table__)
+_ENCOUNTERS = cast(Table, Encounter.__table__)
+_EVENTS = cast(Table, CallEvent.__table__)
+_CALLBACKS = cast(Table, Callback.__table__)
+# one statement each, executed for many rows at once (executemany); the call's SET clause is
+# the parameters' columns: those calllog.save writes through the ORM
+_UPDATE_CALL = update(_CALLS).where(_CALLS.c.id == bindparam("b_id"))
+_SET_OFFICER = update(_ENCOUNTERS).where(
+    _ENCOUNTERS.c.id == select(_CALLS.c.encounter_id).where(
+        _CALLS.c.id == bindparam("b_id")).scalar_subquery(),
+    _ENCOUNTERS.c.officer_id.is_(None)).values(officer_id=bindparam("b_officer"))
+_SET_IDLE = update(_SUPERVISORS).where(_SUPERVISORS.c.id == bindparam("b_id")).values(
+    idle_since=bindparam("b_at"))
+# ivr.desks.call_ended: the desk owes the call's outcome (if b_owes), and it was its last
+_DESK_CALL_ENDED = update(_SUPERVISORS).where(_SUPERVISORS.c.id == bindparam("b_id")).values(
+    last_channel=bindparam("b_channel"),
+    wrapup_channel=case((bindparam("b_owes"), bindparam("b_channel")),
+                        else_=_SUPERVISORS.c.wrapup_channel))
+# built once: building a statement costs more CPU than running it (SQLAlchemy's cache key)
+_READ_CALLS = (select(_CALLS.c.channel_id, _CALLS.c.id, _ENCOUNTERS.c.officer_id)
+               .join(_ENCOUNTERS, _ENCOUNTERS.c.id == _CALLS.c.encounter_id)
+               .where(_CALLS.c.channel_id.in_(bindparam("b_channels", expanding=True))))
+_READ_CALL = select(_CALLS.c.id).where(_CALLS.c.channel_id == bindparam("b_channel"))
+_READ_DESKS = select(_SUPERVISORS.c.desk, _SUPERVISORS.c.id).where(
+    _SUPERVISORS.c.desk.in_(bindparam("b_desks", expanding=True)))
+_INSERT_EVENTS = insert(_EVENTS)
+_SET_DESK_STATE = update(_SUPERVISORS).where(_SUPERVISORS.c.desk == bindparam("b_desk")).values(
+    state=bindparam("b_state"), state_since=bindparam("b_at"))
+
+
+class Batch:
+    """The call-log writes of one journal chunk, applied in one transaction with a few bulk
+    statements instead of an ORM lookup, flush and NOTIFY per entry.
+
+    Why: a call writes ~25 entries (a snapshot of its persisted fields with each timeline
+    event); applied one by one through the ORM they cost the app ~50-85 ms of CPU a call
+    (benchmarks/journal_apply.py). The rows are the same either way
+    (tests/unit/test_journal_batch.py compares them field by field).
+
+    How, keeping the order of the entries: a ``save`` (but of a call logged against a
+    pre-registered encounter) is queued as parameters of one UPDATE of the call row, one
+    INSERT of its event, and the officer, desk idle-time and wrap-up updates it implies (a
+    callback owed is written at once); a desk's shown state likewise; ``open`` inserts its
+    rows without first looking for them when the chunk's read found none. Everything else
+    (an attach, close, fallback, availability) runs through the ORM as before,
+    after :meth:`sync` has written what was queued before it (and expired what the session
+    had read, which those statements may have changed). Call and desk ids are read once per
+    chunk (:meth:`preload`)."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.notify = False
+        self.events: list[dict[str, Any]] = []
+        self._calls: dict[str, int] = {}
+        self._absent: set[str] = set()  # read and not found: not opened yet
+        self._desks: dict[str, int] = {}
+        self._updates: list[dict[str, Any]] = []
+        self._officers: list[dict[str, Any]] = []
+        # calls whose encounter has its officer (or will, by a queued update): a save's
+        # officer changes it only while it has none
+        self._officer_set: set[int] = set()
+        self._idle: list[dict[str, Any]] = []
+        self._desk_states: list[dict[str, Any]] = []
+        self._desk_ends: list[dict[str, Any]] = []
+
+    def preload(self, channel_ids: Iterable[str], desks: Iterable[str]) -> None:
+        """Read the ids of these calls and desks in one query each."""
+        wanted = set(channel_ids) - self._calls.keys()
+        if wanted:
+            for channel, id_, officer in self.session.execute(
+                    _READ_CALLS, {"b_channels": list(wanted)}):
+                self._calls[channel] = id_
+                if officer is not None:
+                    self._officer_set.add(id_)
+            self._absent |= wanted - self._calls.keys()
+        wanted = set(desks) - self._desks.keys()
+        if wanted:
+            self._desks.update((desk, id_) for desk, id_ in self.session.execute(
+                _READ_DESKS, {"b_desks": list(wanted)}))
+
+    def absent(self, channel_id: str) -> bool:
+        """Was this call not in the database when the chunk began, nor opened since?"""
+        return channel_id in self._absent
+
+    def opened(self, channel_id: str, call_id: int) -> None:
+        self._absent.discard(channel_id)
+        self._calls[channel_id] = call_id
+
+    def _call_id(self, channel_id: str) -> int:
+        found = self._calls.get(channel_id)
+        if found is None:  # opened in this chunk (or never: then refused, as before)
+            found = self.session.execute(_READ_CALL, {"b_channel": channel_id}).scalar_one()
+            self._calls[channel_id] = found
+        return found
+
+    def _desk_id(self, desk: str) -> int:
+        found = self._desks.get(desk)
+        if found is None:
+            sup = _supervisor(self.session, desk)
+            assert sup is not None
+            found = self._desks[desk] = sup.id
+        return found
+
+    def save(self, data: CallData, kind: str, detail: dict[str, object],
+             at: datetime | None) -> bool:
+        """Queue the common ``save``; False when it needs :func:`save`'s ORM path."""
+        if data.encounter_reference is not None:
+            self.sync()
+            return False
+        call_id = self._call_id(data.channel_id)
+        sup_id = self._desk_id(data.answered_desk) if data.answered_desk is not None else None
+        self._updates.append({
+            "b_id": call_id, "digits_entered": data.digits,
+            "flags": ",".join(sorted(data.flags)), "recording": data.recording,
+            "language": data.language, "roster_result": data.roster_result,
+            "state": data.state, "desk_channel_id": data.desk_channel_id,
+            "bridge_id": data.bridge_id, "answered_at": data.answered_at,
+            "ended_at": data.ended_at,
+            "end_reason": data.end_reason.value if data.end_reason else None,
+            "supervisor_id": sup_id})
+        if data.officer_id is not None and call_id not in self._officer_set:
+            self._officer_set.add(call_id)
+            self._officers.append({"b_id": call_id, "b_officer": data.officer_id})
+        if data.ended_at is not None and sup_id is not None:
+            self._idle.append({"b_id": sup_id, "b_at": data.ended_at})
+        if kind == "ended":
+            self._ended(call_id, sup_id, data)
+        self.events.append({"call_id": call_id, "at": at or now(), "kind": kind,
+                            "detail": dict(detail)})
+        self.notify = True
+        return True
+
+    def _ended(self, call_id: int, sup_id: int | None, data: CallData) -> None:
+        """What :func:`save` does at a call's end besides the row: the desk's wrap-up and
+        last call (:func:`ivr.desks.call_ended`), a callback owed to the caller."""
+        s = self.session
+        if sup_id is not None:
+            owes = data.outcome_owed and s.execute(select(CallOutcome.id).where(
+                CallOutcome.call_id == call_id)).first() is None
+            self._desk_ends.append({"b_id": sup_id, "b_channel": data.channel_id,
+                                    "b_owes": owes})
+        if not (data.end_reason in CALL_BACK and data.bridge_id is None
+                and (data.queued_at is not None
+                     or data.end_reason is not EndReason.CALLER_ABANDONED)):
+            return
+        s.flush()  # a callback the ORM path added in this chunk (Core reads do not flush)
+        # written at once: a second end of the call in this chunk must find it
+        if s.execute(select(_CALLBACKS.c.id).where(_CALLBACKS.c.call_id == call_id)
+                     ).first() is None:
+            s.execute(insert(_CALLBACKS).values(
+                call_id=call_id, caller_number=data.caller_number, reference=data.reference,
+                digits_entered=data.digits, created_at=data.ended_at or now()))
+
+    def desk_state(self, desk: str, state: str, at: datetime) -> None:
+        """Queue :func:`ivr.desks.set_state`."""
+        self._desk_states.append({"b_desk": desk, "b_state": state, "b_at": at})
+        self.notify = True
+
+    def sync(self) -> None:
+        """Write what is queued, after what the ORM holds (it came first); then forget what
+        the session read, so the ORM path that follows sees the rows as they now are."""
+        s = self.session
+        s.flush()
+        queued = [(_UPDATE_CALL, self._updates), (_SET_OFFICER, self._officers),
+                  (_SET_IDLE, self._idle), (_SET_DESK_STATE, self._desk_states),
+                  (_DESK_CALL_ENDED, self._desk_ends), (_INSERT_EVENTS, self.events)]
+        if not any(rows for _, rows in queued):
+            return
+        for statement, rows in queued:
+            if rows:
+                s.execute(statement, rows)
+        self._updates, self._officers, self._idle = [], [], []
+        self._desk_states, self._desk_ends, self.events = [], [], []
+        self._officer_set.clear()  # the ORM path that follows may attach another encounter
+        s.expire_all()
+
+    def finish(self) -> None:
+        """Write everything still queued, and wake the console's live hub once."""
+        self.sync()
+        if self.notify:
+            notify(self.session)

@@ -30,8 +30,9 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar, cast
 
+from sqlalchemy import CursorResult, Table, bindparam, insert, select, update
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 
@@ -145,18 +146,31 @@ class Codec(Protocol[Op]):
 
     def apply(self, session: Session, op: Op) -> None: ...
 
+    def apply_all(self, session: Session, ops: Sequence[Op]) -> None:
+        """Apply many, in order, in one transaction: the same rows as ``apply`` each."""
+        ...
+
+
+_CHECKPOINTS = cast(Table, JournalCheckpoint.__table__)
+
+
+# Core statements, built once: no ORM identity map or flush for a row written every chunk
+_READ_CHECKPOINT = select(_CHECKPOINTS.c.seq).where(
+    _CHECKPOINTS.c.journal_id == bindparam("b_journal"))
+_SET_CHECKPOINT = update(_CHECKPOINTS).where(
+    _CHECKPOINTS.c.journal_id == bindparam("b_journal")).values(seq=bindparam("b_seq"))
+
 
 def checkpoint(session: Session, journal_id: str) -> int:
-    row = session.get(JournalCheckpoint, journal_id)
-    return row.seq if row is not None else 0
+    seq = session.scalar(_READ_CHECKPOINT, {"b_journal": journal_id})
+    return int(seq) if seq is not None else 0
 
 
 def _set_checkpoint(session: Session, journal_id: str, seq: int) -> None:
-    row = session.get(JournalCheckpoint, journal_id)
-    if row is None:
-        session.add(JournalCheckpoint(journal_id=journal_id, seq=seq))
-    else:
-        row.seq = seq
+    done = cast(CursorResult[Any], session.execute(
+        _SET_CHECKPOINT, {"b_journal": journal_id, "b_seq": seq}))
+    if done.rowcount == 0:  # one writer per journal: nobody else inserts it meanwhile
+        session.execute(insert(_CHECKPOINTS).values(journal_id=journal_id, seq=seq))
 
 
 def _database_down(exc: Exception) -> bool:
@@ -183,6 +197,7 @@ class DurableLog(Generic[Op]):
         self._queue: queue.Queue[tuple[str, dict[str, Any]] | None] = queue.Queue()
         self._idle = threading.Condition()
         self._busy = 0
+        self._committed: int | None = None  # the checkpoint this writer last committed
         self._thread = threading.Thread(target=self._run, name="verifyline-journal",
                                         daemon=True)
 
@@ -280,12 +295,19 @@ class DurableLog(Generic[Op]):
 
     def _apply_chunk(self, chunk: list[Entry]) -> None:
         try:
+            # what this writer last committed is the checkpoint (it is the journal's only
+            # writer); read from the database after anything failed, as the commit may or
+            # may not have happened
+            known, self._committed = self._committed, None
             with self.store.session() as s:
-                done = checkpoint(s, self.journal.journal_id)
-                for entry in chunk:
-                    if entry.seq > done:
-                        self._apply_entry(s, entry.op, entry.args)
-                _set_checkpoint(s, self.journal.journal_id, max(done, chunk[-1].seq))
+                done = known if known is not None else checkpoint(s, self.journal.journal_id)
+                # an entry that cannot be decoded refuses the chunk: applied one by one, it
+                # is set aside (below)
+                self.codec.apply_all(s, [self.codec.decode(e.op, e.args) for e in chunk
+                                         if e.seq > done])
+                upto = max(done, chunk[-1].seq)
+                _set_checkpoint(s, self.journal.journal_id, upto)
+            self._committed = upto
             return
         except Exception as exc:
             if _database_down(exc):

@@ -23,7 +23,7 @@ is never changed in meaning — only added, with a default for entries that lack
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar
@@ -105,6 +105,12 @@ class OpenCall:
         calllog.open_call(s, self.channel_id, self.caller_number, self.started_at, self.path,
                           reference=self.reference)
 
+    def apply_in(self, s: Session, batch: calllog.Batch) -> None:
+        # no sync: it writes only new rows, and reads of an existing call only what no
+        # queued statement changes (its reference)
+        calllog.open_call(s, self.channel_id, self.caller_number, self.started_at, self.path,
+                          reference=self.reference, batch=batch)
+
 
 @dataclass(frozen=True)
 class SaveCall:
@@ -126,6 +132,9 @@ class SaveCall:
 
     def apply(self, s: Session) -> None:
         calllog.save(s, self.data, self.kind, dict(self.detail), self.at)
+
+    def apply_in(self, s: Session, batch: calllog.Batch) -> None:
+        calllog.save(s, self.data, self.kind, dict(self.detail), self.at, batch=batch)
 
 
 @dataclass(frozen=True)
@@ -150,6 +159,10 @@ class SetAvailability:
         calllog.set_availability(s, self.desk, paused=self.paused, signed_out=self.signed_out,
                                  reason=self.reason)
 
+    def apply_in(self, s: Session, batch: calllog.Batch) -> None:
+        batch.sync()
+        self.apply(s)
+
 
 @dataclass(frozen=True)
 class CloseCall:
@@ -168,13 +181,18 @@ class CloseCall:
     def from_args(cls, a: Mapping[str, Any]) -> CloseCall:
         return cls(a["channel_id"], EndReason(a["reason"]), _date(a["at"]) or now())
 
-    def apply(self, s: Session) -> None:
+    def apply(self, s: Session, batch: calllog.Batch | None = None) -> None:
         row = s.scalars(select(Call).where(Call.channel_id == self.channel_id)).first()
         if row is None or row.ended_at is not None:
             return  # already closed (by its own hang-up, logged meanwhile): nothing to do
         data = calllog.data_from_row(row)
         data.ended_at, data.end_reason, data.state = self.at, self.reason, "ended"
-        calllog.save(s, data, "ended", {"reason": self.reason.value}, data.ended_at)
+        calllog.save(s, data, "ended", {"reason": self.reason.value}, data.ended_at,
+                     batch=batch)
+
+    def apply_in(self, s: Session, batch: calllog.Batch) -> None:
+        batch.sync()  # the row as the entries before this one left it
+        self.apply(s, batch)
 
 
 @dataclass(frozen=True)
@@ -202,6 +220,10 @@ class IngestFallback:
     def apply(self, s: Session) -> None:
         calllog.ingest_fallback(s, self.record)
 
+    def apply_in(self, s: Session, batch: calllog.Batch) -> None:
+        batch.sync()
+        calllog.ingest_fallback(s, self.record, batch=batch)
+
 
 @dataclass(frozen=True)
 class SetDeskState:
@@ -221,6 +243,9 @@ class SetDeskState:
 
     def apply(self, s: Session) -> None:
         desks.set_state(s, self.desk, self.state, self.at)
+
+    def apply_in(self, s: Session, batch: calllog.Batch) -> None:
+        batch.desk_state(self.desk, self.state, self.at)
 
 
 Operation = (OpenCall | SaveCall | SetAvailability | CloseCall | IngestFallback
@@ -244,6 +269,18 @@ class _Codec:
 
     def apply(self, session: Session, op: Operation) -> None:
         op.apply(session)
+
+    def apply_all(self, session: Session, ops: Sequence[Operation]) -> None:
+        """Apply many in order, in this one transaction, with bulk statements
+        (:class:`ivr.calllog.Batch`): the rows are those :meth:`apply` one by one writes."""
+        batch = calllog.Batch(session)
+        batch.preload({op.data.channel_id if isinstance(op, SaveCall) else op.channel_id
+                       for op in ops if isinstance(op, SaveCall | OpenCall)},
+                      {op.data.answered_desk for op in ops
+                       if isinstance(op, SaveCall) and op.data.answered_desk is not None})
+        for op in ops:
+            op.apply_in(session, batch)
+        batch.finish()
 
 
 CODEC = _Codec()

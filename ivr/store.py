@@ -6,11 +6,11 @@ import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, Engine, create_engine, event, inspect, select, text
+from sqlalchemy import Connection, Engine, Table, create_engine, event, inspect, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -94,12 +94,17 @@ def insert_new(session: Session, model: type[Base], key: str, **values: Any) -> 
     on both backends, without a SAVEPOINT (which pysqlite's transaction handling breaks).
     """
     dialect = session.get_bind().dialect.name
+    # the table, not the class: an ORM-enabled INSERT costs ~0.8 ms of CPU in the ORM's bulk
+    # machinery for nothing (no object is made); the session's pending objects are flushed
+    # first, as the ORM statement did
+    session.flush()
+    table = cast(Table, model.__table__)
     if dialect == "postgresql":
-        pg = postgresql.insert(model).values(**values).on_conflict_do_nothing(index_elements=[key])
-        statement = pg.returning(model.__table__.c.id)
+        pg = postgresql.insert(table).values(**values).on_conflict_do_nothing(index_elements=[key])
+        statement = pg.returning(table.c.id)
     elif dialect == "sqlite":
-        lite = sqlite.insert(model).values(**values).on_conflict_do_nothing(index_elements=[key])
-        statement = lite.returning(model.__table__.c.id)
+        lite = sqlite.insert(table).values(**values).on_conflict_do_nothing(index_elements=[key])
+        statement = lite.returning(table.c.id)
     else:
         raise StoreError(f"unsupported database {dialect!r}: use sqlite or postgresql")
     new_id: int | None = session.scalar(statement)
