@@ -43,6 +43,10 @@ log = logging.getLogger(__name__)
 
 COMPACT_BYTES = 256 * 1024
 BATCH = 200  # entries applied in one database transaction
+# after the first entry of a batch, how long the writer waits for more: a call writes ~25
+# entries, a few ms apart, and a transaction's fixed cost (1-2 ms of CPU) was most of the
+# journal's cost per call when it took them one by one (benchmarks/journal_apply.py)
+GATHER_SECONDS = 0.01
 
 
 @dataclass(frozen=True)
@@ -188,8 +192,9 @@ class DurableLog(Generic[Op]):
     ``rejected.jsonl`` next to the journal and logged, so one bad row cannot stop the log."""
 
     def __init__(self, journal: Journal, store: Store, codec: Codec[Op],
-                 retry: float = 1.0) -> None:
+                 retry: float = 1.0, gather: float = GATHER_SECONDS) -> None:
         self.journal = journal
+        self.gather = gather
         self.store = store
         self.codec = codec
         self.retry = retry
@@ -252,10 +257,17 @@ class DurableLog(Generic[Op]):
                 self._apply()
                 continue
             batch = [first]
-            while True:
+            # what else comes within a few ms goes in the same fsync and transaction
+            deadline = time.monotonic() + self.gather
+            while first is not None:
+                left = deadline - time.monotonic()
                 try:
-                    batch.append(self._queue.get_nowait())
+                    item = (self._queue.get(timeout=left) if left > 0
+                            else self._queue.get_nowait())
                 except queue.Empty:
+                    break
+                batch.append(item)
+                if item is None:
                     break
             items = [b for b in batch if b is not None]
             try:
