@@ -30,7 +30,7 @@ COMPARE_PRODUCT_RATE = COMPARE_RATE
 COMPARE_PORTS = ["--sip-port", "60060", "--ari-port", "60088", "--rtp-ports", "4000-7999"]
 
 
-def database_args(request: pytest.FixtureRequest) -> list[str]:
+def database_args(request: pytest.FixtureRequest, name: str) -> list[str]:
     """On the PostgreSQL backend (tests/conftest.py), a fresh database of the run's own; else
     the script's default (SQLite in its temporary home)."""
     try:
@@ -40,7 +40,8 @@ def database_args(request: pytest.FixtureRequest) -> list[str]:
     if backend != "postgresql":
         return []
     cluster = request.getfixturevalue("pg_cluster")
-    return ["--db-url", cluster.create_database("load")]
+    # a name per test: both tests may run in the same worker, on its one cluster
+    return ["--db-url", cluster.create_database(name)]
 
 
 def run_benchmark(argv: list[str]) -> tuple[int, str, str]:
@@ -62,7 +63,7 @@ def test_thirty_concurrent_calls_are_all_bridged_and_logged(
     out = tmp_path / "load.json"
     code, stdout, stderr = run_benchmark(
         [str(LOAD), "--calls", str(CALLS), "--rate", str(RATE), "--json", str(out),
-         *database_args(request)])
+         *database_args(request, "load")])
     assert code == 0, f"{stdout[-3000:]}\n{stderr[-3000:]}"
     figures = json.loads(out.read_text())
     assert figures["attempted"] == CALLS
@@ -82,7 +83,7 @@ def test_given_both_flows_when_60_calls_each_then_none_fails_or_goes_unlogged(
     code, stdout, stderr = run_benchmark(
         [str(COMPARE), "--calls", str(COMPARE_CALLS), "--rate", str(COMPARE_RATE),
          "--product-rate", str(COMPARE_PRODUCT_RATE), *COMPARE_PORTS, "--json", str(out),
-         *database_args(request)])
+         *database_args(request, "compare")])
     assert out.exists(), f"no figures (exit {code}):\n{stdout[-3000:]}\n{stderr[-3000:]}"
     figures = json.loads(out.read_text())["results"]
     for flow in ("product", "native"):
