@@ -346,8 +346,12 @@ class AriClient:
         sock = self._socket
         if sock is not None and asyncio.current_task() is not sock.reader:
             return await sock.request(method, path, params)
+        return await self._over_http(method, path, params)
+
+    async def _over_http(self, method: str, path: str, params: Params | None = None,
+                         body: Any = None) -> Any:
         try:
-            r = await self._http.request(method, path, params=params)
+            r = await self._http.request(method, path, params=params, json=body)
         except httpx.TransportError as exc:
             raise AriUnavailable(f"{method} {path}: {exc!r}") from exc
         _raise_for(method, path, r.status_code, r.text)
@@ -355,8 +359,7 @@ class AriClient:
             return None
         return r.json()
 
-    async def ignore_gone(self, method: str, path: str,
-                          params: Mapping[str, str | int | float] | None = None) -> None:
+    async def ignore_gone(self, method: str, path: str, params: Params | None = None) -> None:
         """A request made while hanging up or cleaning up: a 404 there is normal."""
         try:
             await self.request(method, path, params)
@@ -387,12 +390,8 @@ class AriClient:
     async def allow_events(self, types: Sequence[str]) -> None:
         """Let Asterisk send the app only these event types (``PUT eventFilter``, Asterisk >=
         16.3; over HTTP: a request body over the websocket hangs 22.10's socket)."""
-        try:
-            r = await self._http.put(f"/applications/{self.app}/eventFilter",
-                                     json={"allowed": [{"type": t} for t in types]})
-        except httpx.TransportError as exc:
-            raise AriUnavailable(f"PUT eventFilter: {exc!r}") from exc
-        _raise_for("PUT", "eventFilter", r.status_code, r.text)
+        await self._over_http("PUT", f"/applications/{self.app}/eventFilter",
+                              body={"allowed": [{"type": t} for t in types]})
 
     async def subscribe(self, event_sources: Sequence[str]) -> None:
         """Subscribe the app to these event sources (``channel:ID``, ``deviceState:NAME``):
