@@ -69,15 +69,19 @@ class AriTelephony:
             return False
         return True
 
-    async def create_bridge(self, bridge_id: str, channel_ids: Sequence[str]) -> None:
+    async def create_bridge(self, bridge_id: str, channel_ids: Sequence[str]) -> bool:
         await self.client.create_bridge(bridge_id)
         try:
             await self.client.add_to_bridge(bridge_id, channel_ids)
-        except AriError:
-            # a caller who hung up as the supervisor pressed 1: no empty bridge left behind
+        except AriError as exc:
+            # a caller or desk who hung up as the supervisor pressed 1: no empty bridge left
             with contextlib.suppress(AriError):
                 await self.client.destroy_bridge(bridge_id)
+            if isinstance(exc, AriNotFound):
+                log.info("bridge %s: a channel was gone (%s)", bridge_id, exc)
+                return False
             raise
+        return True
 
     async def record_bridge(self, bridge_id: str, name: str) -> bool:
         try:

@@ -614,6 +614,7 @@ class Seat:
     ringer: Ringer
     playback_id: str | None = None  # what the caller hears now (one prompt at a time)
     reference_id: str | None = None  # the reference read-out, until it ends
+    reference_again: bool = False  # connected during it: read again to both once bridged
     waiting_since: datetime | None = None
 
     @property
@@ -804,6 +805,7 @@ class Whispering(Waiting):
         super().__init__(seat)
         self.leg = leg
         self.whisper_id: str | None = None
+        self.tried = False  # the bridge was tried (a leg was gone at that moment)
 
     async def enter(self, ctx: CallContext) -> State:
         d, ringer = ctx.data, self.seat.ringer
@@ -842,7 +844,8 @@ class Whispering(Waiting):
     async def on_timer(self, ctx: CallContext, name: Timer, key: str) -> State:
         ringer = self.seat.ringer
         if name is Timer.WHISPER:
-            return await self._connect(ctx, "timeout")
+            # after a try at the bridge that found a leg gone and no hang-up came: again
+            return await self._connect(ctx, "retry" if self.tried else "timeout")
         if name is Timer.MAX_WAIT and not ringer.overflow_due and ctx.settings.emergency_endpoint:
             # noted: should this supervisor give the call back, the control room rings too
             ringer.overflow_due = True
@@ -862,9 +865,14 @@ class Whispering(Waiting):
             await ctx.tel.stop_playback(self.whisper_id)
             self.whisper_id = None
         ctx.record("whisper_done", by=by)
+        self.tried = True
         # a caller still hearing their reference is connected now, and it is read again to
         # both of them: the supervisor is never kept waiting in silence
-        return await bridge(ctx, self.seat, self.leg, reference_again=self.seat.announcing)
+        # the reference is read again once, whether or not the first try at the bridge made it
+        self.seat.reference_again = self.seat.reference_again or self.seat.announcing
+        bridged = await bridge(ctx, self.seat, self.leg,
+                               reference_again=self.seat.reference_again)
+        return bridged or self  # a leg gone at this moment: its hang-up decides
 
     async def on_desk_answered(self, ctx: CallContext, channel_id: str) -> State:
         if channel_id == self.leg:
@@ -898,17 +906,24 @@ class Whispering(Waiting):
 
 
 async def bridge(ctx: CallContext, seat: Seat, desk_leg: str, reference_again: bool = False
-                 ) -> State:
-    """Take the caller off hold into a mixing bridge with the desk leg (recorded if on)."""
+                 ) -> State | None:
+    """Take the caller off hold into a mixing bridge with the desk leg (recorded if on).
+
+    Nothing about the call changes until both are in the bridge: a caller or supervisor who
+    hangs up at this very moment leaves the call waiting as it was (the desk still its leg,
+    the caller still queued), and their hang-up, on its way, decides what comes next — the
+    call given back to the queue, or ended. Should no hang-up come, it is tried again."""
     d = ctx.data
-    ctx.timers.cancel_all()
     if seat.playback_id is not None:
         await ctx.tel.stop_playback(seat.playback_id)
-    d.runtime.legs.pop(desk_leg, None)
-    # the call has a bridge only once both are in it: a caller gone at this very moment
-    # (their hang-up is on its way) never talked, and is ended as such
+        seat.playback_id = None  # the music on hold until they are bridged
     bridge_id = ids.mixing_bridge(d.channel_id)
-    await ctx.tel.create_bridge(bridge_id, [d.channel_id, desk_leg])  # off hold
+    if not await ctx.tel.create_bridge(bridge_id, [d.channel_id, desk_leg]):  # off hold
+        ctx.record("bridge_failed", desk=d.desk, channel=desk_leg)
+        ctx.timers.start(Timer.WHISPER, RETRY_SECONDS)
+        return None
+    ctx.timers.cancel_all()
+    d.runtime.legs.pop(desk_leg, None)
     d.bridge_id = bridge_id
     if d.hold_bridge_id is not None:
         await ctx.tel.destroy_bridge(d.hold_bridge_id)

@@ -46,8 +46,10 @@ class Telephony(Protocol):
         """Ring a desk phone (it enters the app as a desk leg when answered); False when the
         switch could not even start ringing it."""
 
-    async def create_bridge(self, bridge_id: str, channel_ids: Sequence[str]) -> None:
-        """Create a mixing bridge holding these channels (moved out of any bridge they are in)."""
+    async def create_bridge(self, bridge_id: str, channel_ids: Sequence[str]) -> bool:
+        """Create a mixing bridge holding these channels (moved out of any bridge they are
+        in); False, and no bridge left, when one of them has just hung up (its hang-up event
+        is on its way)."""
 
     async def destroy_bridge(self, bridge_id: str) -> None: ...
 

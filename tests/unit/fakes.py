@@ -22,6 +22,7 @@ class FakeTelephony:
     requests: list[tuple[Any, ...]] = field(default_factory=list)
     presence: dict[str, DeskPresence] = field(default_factory=dict)
     refuse_desks: set[str] = field(default_factory=set)
+    gone: set[str] = field(default_factory=set)
 
     def ops(self, name: str) -> list[tuple[Any, ...]]:
         return [r for r in self.requests if r[0] == name]
@@ -47,8 +48,10 @@ class FakeTelephony:
         self.requests.append(("originate", desk, channel_id, display))
         return desk not in self.refuse_desks
 
-    async def create_bridge(self, bridge_id: str, channel_ids: Sequence[str]) -> None:
+    async def create_bridge(self, bridge_id: str, channel_ids: Sequence[str]) -> bool:
         self.requests.append(("create_bridge", bridge_id, tuple(channel_ids)))
+        # a channel that has just hung up (its hang-up event not dispatched yet)
+        return not any(c in self.gone for c in channel_ids)
 
     async def record_bridge(self, bridge_id: str, name: str) -> bool:
         self.requests.append(("record_bridge", bridge_id, name))

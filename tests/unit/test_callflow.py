@@ -684,6 +684,65 @@ async def test_given_supervisor_hangs_up_during_whisper_then_desk_rests_uncounte
     assert (d.answered_desk, d.answered_at) == (None, None)  # it gave the call back
 
 
+async def test_given_the_desk_hangs_up_as_its_supervisor_connects_then_the_call_goes_back(
+        ) -> None:
+    # found in CI: desk2 pressed 1 and hung up while Asterisk was slow to make the bridge;
+    # the call forgot the desk leg before the bridge existed, kept desk2 reserved and never
+    # rang anyone again (its caller waited 150 s on hold)
+    call, tel, _, services = make_call()
+    await call.start()
+    await connect(call, tel, "123456")
+    await call.dispatch(DeskAnswered("c1-desk1"))
+    services.pool.join("later-caller")
+    tel.gone.add("c1-desk1")  # hung up; its ChannelDestroyed not dispatched yet
+
+    await call.dispatch(DeskDtmf("c1-desk1", "1"))
+
+    assert isinstance(call.state, Whispering)  # nothing changed: the hang-up decides
+    assert "bridge_failed" in services.kinds()
+    assert services.pool.reserved_for("desk1") == "c1"
+
+    await call.dispatch(DeskGone("c1-desk1"))
+
+    assert isinstance(call.state, Connecting)
+    assert services.pool.reserved_for("desk1") is None  # given back, resting
+    assert services.queue_position() == 1  # ahead of the caller who came later
+    assert tel.ops("originate")[-1][1] == "desk2"  # and the next desk rings at once
+
+
+async def test_given_the_caller_hangs_up_as_the_supervisor_connects_then_the_call_ends(
+        ) -> None:
+    call, tel, _, services = make_call()
+    await call.start()
+    await connect(call, tel, "123456")
+    await call.dispatch(DeskAnswered("c1-desk1"))
+    tel.gone.add("c1")
+
+    await call.dispatch(DeskDtmf("c1-desk1", "1"))
+    await call.dispatch(CallerGone())
+
+    assert isinstance(call.state, Ended)
+    assert call.ctx.data.end_reason is EndReason.CALLER_LEFT_DURING_WHISPER
+    assert ("hangup", "c1-desk1") in tel.requests
+    assert services.pool.reserved_for("desk1") is None
+
+
+async def test_given_a_leg_gone_at_the_bridge_but_no_hang_up_then_it_is_tried_again() -> None:
+    call, tel, timers, services = make_call()
+    await call.start()
+    await connect(call, tel, "123456")
+    await call.dispatch(DeskAnswered("c1-desk1"))
+    tel.gone.add("c1-desk1")
+    await call.dispatch(DeskDtmf("c1-desk1", "1"))
+    assert timers.running["whisper"] > 0
+    tel.gone.clear()  # whatever it was, it passed
+
+    await call.dispatch(TimerFired(Timer.WHISPER))
+
+    assert isinstance(call.state, Bridged)
+    assert [e["by"] for k, e in services.timeline if k == "whisper_done"] == ["key", "retry"]
+
+
 async def test_given_supervisor_hangs_up_during_whisper_then_caller_stays_at_the_front() -> None:
     call, tel, _, services = make_call()
     await call.start()
