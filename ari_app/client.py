@@ -26,6 +26,7 @@ import itertools
 import json
 import logging
 import re
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -180,6 +181,7 @@ class Probe:
 # --- REST --------------------------------------------------------------------------------
 
 REQUEST_TIMEOUT = 10.0
+SLOW_REQUEST_SECONDS = 1.0  # a request over the websocket this slow is logged
 # a probe runs in a polling loop (lab up) or a health check: it must give up fast
 PROBE_TIMEOUT = 1.0
 # the first release of each branch that answers RESTRequest messages on the events websocket
@@ -229,9 +231,14 @@ class _SocketRest:
                                         for k, v in params.items()]
         answer: asyncio.Future[Mapping[str, Any]] = asyncio.get_running_loop().create_future()
         self._waiting[request_id] = answer
+        started = time.monotonic()
         try:
             await self._send(json.dumps(message))
             raw = await asyncio.wait_for(answer, REQUEST_TIMEOUT)
+            took = time.monotonic() - started
+            if took > SLOW_REQUEST_SECONDS:
+                # Asterisk serves a socket's requests one at a time: the others waited too
+                log.warning("ARI %s %s over the websocket took %.1f s", method, path, took)
         except (TimeoutError, OSError, websockets.WebSocketException) as exc:
             raise AriUnavailable(f"{method} {path} (websocket): {exc!r}") from exc
         finally:
@@ -450,9 +457,13 @@ class AriClient:
         await self.request("POST", f"/bridges/{bridge_id}/moh")
 
     async def add_to_bridge(self, bridge_id: str, channel_ids: Sequence[str]) -> None:
+        """Always over HTTP: Asterisk answers it only once each channel's own thread has
+        moved it, which can take seconds (measured: 0.4-2.3 s for callers adopted after an
+        app restart); over the websocket, which Asterisk serves one request at a time, every
+        other call's requests would wait behind it."""
         path = f"/bridges/{bridge_id}/addChannel"
         try:
-            await self.request("POST", path, {"channel": ",".join(channel_ids)})
+            await self._over_http("POST", path, {"channel": ",".join(channel_ids)})
         except AriNotFound:
             raise
         except AriHttpError as exc:
