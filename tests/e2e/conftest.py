@@ -223,13 +223,22 @@ def lab_session(tmp_path_factory: pytest.TempPathFactory,
         os.environ.update(saved)
 
 
+APP_LOG_ON_FAILURE = 200  # lines of the app's log a failed test prints (CI keeps no lab)
+
+
 @pytest.fixture
-def the_lab(lab_session: Lab) -> Iterator[Lab]:
+def the_lab(lab_session: Lab, request: pytest.FixtureRequest) -> Iterator[Lab]:
     """The lab for one test: afterwards no phone stays registered, Asterisk holds no channel
     and no bridge (anything left is hung up, and the test fails) and the call log has no call
-    left open."""
+    left open. A test that failed prints what the app logged while it ran."""
     lab_session.phones, lab_session.callers = [], []
+    started = lab_session.app_log_size()
     yield lab_session
+    report = request.node.stash.get(PHASE_REPORTS, {}).get("call")
+    if report is not None and report.failed:
+        gained = (lab_session.settings.log_dir / "app.log").read_bytes()[started:]
+        lines = gained.decode(errors="replace").splitlines()[-APP_LOG_ON_FAILURE:]
+        print(f"\n[app.log during the test, last {len(lines)} lines]\n" + "\n".join(lines))
     for caller in lab_session.callers:
         caller.kill()  # one still running means its test failed; do not leave it behind
     for phone in lab_session.phones:
