@@ -355,6 +355,18 @@ def usage(samples: Sequence[Sample], role: str, t0: float, t1: float, slack: flo
     return result
 
 
+def rss_by_minute(samples: Sequence[Sample], role: str, t0: float, t1: float) -> list[float]:
+    """The role's largest RSS (MiB) in each whole minute from t0: flat over a soak, or not."""
+    minutes: dict[int, float] = {}
+    for s in window_of(samples, t0, t1, 0.0):
+        p = s.procs.get(role)
+        if p is not None:
+            m = int((s.at - t0) // 60)
+            minutes[m] = max(minutes.get(m, 0.0), p.rss_kb / 1024)
+    whole = int((t1 - t0) // 60)
+    return [round(minutes[m], 1) for m in sorted(minutes) if m < whole]
+
+
 def machine_usage(samples: Sequence[Sample], t0: float, t1: float) -> tuple[float, float]:
     """(average, peak) CPU % of the whole machine, 100 % per core."""
     window = window_of(samples, t0, t1, 1.0)
@@ -892,6 +904,7 @@ def summarise(opts: Options, settings: Settings, sipp: SippResult, figures: Call
             "idle_rss_mib": round(idle.end_rss_mib, 1),
             "peak_rss_mib": round(u.peak_rss_mib, 1), "end_rss_mib": round(u.end_rss_mib, 1),
             "peak_fds": u.peak_fds, "pids": u.pids,
+            "rss_mib_by_minute": rss_by_minute(samples, role, t0, t1),
         }
     avg_machine, peak_machine = machine_usage(samples, t0, t1)
     channels = [s.channels for s in samples if s.channels is not None and t0 <= s.at <= t1]
@@ -976,6 +989,12 @@ def print_report(r: dict[str, Any]) -> None:
               f"{u['peak_cpu_pct']:>7.1f}% {u['cpu_seconds']:>7.1f} {u['cpu_ms_per_call']:>7.1f} "
               f"{u['projected_cpu_pct']:>7.0f}% {u['idle_rss_mib']:>5.1f} MiB "
               f"{u['peak_rss_mib']:>5.1f} MiB {u['peak_fds']:>5}")
+    for role in ("app", "asterisk"):
+        by_minute = r["resources"][role]["rss_mib_by_minute"]
+        if len(by_minute) >= 2:  # a soak: is memory flat?
+            print(f"{role} RSS by minute (MiB, largest in each): "
+                  + " ".join(f"{v:.1f}" for v in by_minute)
+                  + f"  (last - first {by_minute[-1] - by_minute[0]:+.1f})")
     m = r["machine_cpu_pct"]
     print(f"{'machine':<13} {'':>8} {m['avg']:>7.1f}% {m['peak']:>7.1f}%  "
           f"({m['cores']} cores: {100 * m['cores']} % is the whole machine)")
