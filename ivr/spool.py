@@ -5,7 +5,10 @@ The dialplan's hang-up handler appends (fields separated by ``|``, unsafe charac
     v1|uniqueid|start epoch|end epoch|answered milliseconds|caller number|DIALSTATUS|
        desk that answered|endpoint that hung up|outcome
 
-The app ingests complete lines into the call log (path ``fallback``) exactly once.
+"answered milliseconds" is how long the desk that answered was connected, up to the end (the
+dialplan notes the desk's answer itself: Asterisk's ANSWEREDTIME counts from the caller's own
+answer, before the fallback's message and the ringing). The app ingests complete lines into
+the call log (path ``fallback``) exactly once.
 """
 
 from __future__ import annotations
