@@ -129,6 +129,7 @@ class Options:
     json_path: Path | None
     db_url: str | None
     trace: bool = False
+    kill_app_at: float | None = None  # seconds into the calls: kill -9 the app (a fault)
 
     @property
     def caller_port(self) -> int:
@@ -191,7 +192,13 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
                     help="sipp writes every SIP message to <home>/sipp/*.msg.log (with --keep)")
     ap.add_argument("--json", type=Path, dest="json_path",
                     help="also write the figures to this file as JSON")
+    ap.add_argument("--kill-app-at", type=float, metavar="SECONDS",
+                    help="a fault under load: kill -9 the app this many seconds after the "
+                         "first call (its supervisor restarts it; every call must still be "
+                         "bridged and logged once)")
     args = ap.parse_args(argv)
+    if args.kill_app_at is not None and args.kill_app_at < 0:
+        ap.error("--kill-app-at must be 0 or more")
     rate = float(args.rate)
     if rate <= 0:
         ap.error("--rate must be more than 0")
@@ -205,7 +212,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
                    recording=args.recording == "on", sip_port=args.sip_port,
                    ari_port=args.ari_port, rtp_ports=args.rtp_ports, drain=args.drain,
                    project=args.project, keep=args.keep, json_path=args.json_path,
-                   db_url=args.db_url, trace=args.trace)
+                   db_url=args.db_url, trace=args.trace, kill_app_at=args.kill_app_at)
 
 
 # --- prompt lengths -------------------------------------------------------------------------
@@ -662,6 +669,9 @@ def call_figures(rows: list[dict[str, Any]], store: Store) -> CallFigures:
                     ringing_at = at
                 elif ev["kind"] == "bridged" and bridged_at is None:
                     bridged_at = at
+            if row["path"] == "fallback" and row["supervisor"]:
+                # the app was down (--kill-app-at): the dialplan's fallback put a desk through
+                bridged.add(str(row["caller_number"]))
             if bridged_at is not None and row["supervisor"]:
                 bridged.add(str(row["caller_number"]))
                 if ended:
@@ -788,6 +798,35 @@ class Placed:
     t_callers: float
     t1: float
     open_calls: int
+    fault: dict[str, Any] | None = None
+
+
+class AppKiller(threading.Thread):
+    """The fault: at ``at`` seconds after ``t0``, kill -9 the app; note when its supervisor's
+    new process is connected to Asterisk again."""
+
+    def __init__(self, inst: lab.Instance, t0: float, at: float) -> None:
+        super().__init__(daemon=True)
+        self.inst, self.t0, self.at = inst, t0, at
+        self.report: dict[str, Any] = {"kill_at_s": at}
+
+    def run(self) -> None:
+        time.sleep(max(0.0, self.t0 + self.at - time.monotonic()))
+        pid = lab.read_pid(self.inst.app_pidfile)
+        if pid is None:
+            self.report["error"] = "no app PID to kill"
+            return
+        os.kill(pid, signal.SIGKILL)
+        killed = time.monotonic()
+        self.report.update(killed_pid=pid, killed_at_s=round(killed - self.t0, 2))
+        deadline = killed + 30
+        while time.monotonic() < deadline:
+            new = lab.read_pid(self.inst.app_pidfile)
+            if new not in (None, pid) and lab.app_connected(self.inst):
+                self.report["connected_again_after_s"] = round(time.monotonic() - killed, 2)
+                return
+            time.sleep(0.05)
+        self.report["error"] = "the app was not connected again within 30 s"
 
 
 def place_calls(run: Lab, opts: Options, work: Path, number: str | None = None,
@@ -805,6 +844,11 @@ def place_calls(run: Lab, opts: Options, work: Path, number: str | None = None,
     t0 = time.monotonic()
     caller_proc = run.procs["sipp callers"] = start_callers(
         opts, run.settings, work, call_seconds, number, prefix)
+    killer = None
+    if opts.kill_app_at is not None:
+        assert run.inst is not None
+        killer = AppKiller(run.inst, t0, opts.kill_app_at)
+        killer.start()
     print(f"{who}: calling for about {opts.calls / opts.rate + call_seconds:.0f} s ...",
           flush=True)
     deadline = t0 + opts.calls / opts.rate + call_seconds + 180
@@ -819,7 +863,10 @@ def place_calls(run: Lab, opts: Options, work: Path, number: str | None = None,
     while open_calls and time.monotonic() < drain_deadline:
         time.sleep(1.0)
         open_calls = waiting()
-    return Placed(work, prefix, t0, t_callers, time.monotonic(), open_calls)
+    if killer is not None:
+        killer.join(5)
+    return Placed(work, prefix, t0, t_callers, time.monotonic(), open_calls,
+                  killer.report if killer is not None else None)
 
 
 def run(opts: Options) -> int:
@@ -852,12 +899,14 @@ def run(opts: Options) -> int:
         report = summarise(opts, settings, sipp, figures, lab_run.sampler.samples,
                            (lab_run.t_idle, placed.t0, placed.t_callers, placed.t1),
                            placed.open_calls, high_water, inst, marks)
+        report["fault"] = placed.fault
         print_report(report)
         if opts.json_path is not None:
             opts.json_path.write_text(json.dumps(report, indent=2, default=str))
         ok = (report["attempted"] == opts.calls and report["failed"] == 0
               and report["unlogged"] == 0 and report["duplicate_rows"] == 0
-              and report["bridged"] == opts.calls)
+              and report["bridged"] == opts.calls
+              and (placed.fault is None or "error" not in placed.fault))
         if not ok and sipp.errors:
             print("\nsipp callers' errors (last 1500 characters):\n" + sipp.errors[-1500:])
         return 0 if ok else 1
@@ -918,6 +967,7 @@ def summarise(opts: Options, settings: Settings, sipp: SippResult, figures: Call
         "attempted": attempted,
         "sipp_successful": sipp.successful, "sipp_failed": sipp.failed,
         "bridged": len(figures.bridged_numbers),
+        "fallback": sum(1 for row in figures.rows if row["path"] == "fallback"),
         "failed": attempted - len(good),
         "logged": logged, "unlogged": max(0, attempted - logged),
         "duplicate_rows": len(numbers) - logged,
@@ -959,6 +1009,7 @@ def print_report(r: dict[str, Any]) -> None:
         ("calls attempted", r["attempted"]),
         ("  completed in sipp / failed in sipp", f"{r['sipp_successful']} / {r['sipp_failed']}"),
         ("calls bridged to a supervisor", r["bridged"]),
+        ("  of them through the dialplan fallback", r["fallback"]),
         ("calls failed (not completed or not bridged)", r["failed"]),
         ("  bridged so late they talked < hold / 2", r["bridged_late"]),
         ("calls logged (exactly one row each)", r["logged"]),
@@ -1008,6 +1059,11 @@ def print_report(r: dict[str, Any]) -> None:
           f"{line:.0f} % + sipp {projected['sipp callers'] + projected['sipp desks']:.0f} % "
           f"of {100 * m['cores']} %")
     print()
+    fault = r.get("fault")
+    if fault:
+        print(f"fault: app killed (kill -9) {fault.get('killed_at_s', '-')} s into the calls; "
+              f"connected to Asterisk again {fault.get('connected_again_after_s', '-')} s "
+              f"later{'; ' + fault['error'] if 'error' in fault else ''}")
     print(f"app restarts {r['app_restarts']}, app log warnings {r['app_warnings']}, "
           f"errors {r['app_errors']}; Asterisk warnings/errors {r['asterisk_warnings']}, "
           f"task-processor queue alerts {r['asterisk_taskprocessor_alerts']}")
