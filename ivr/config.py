@@ -12,6 +12,7 @@ the lab's business, never a production default).
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 from collections.abc import Mapping
@@ -180,6 +181,9 @@ class Settings:
     tls_ca_file: Path | None = None
     # required: a desk call is SRTP or fails; optimistic: SRTP offered, plain RTP accepted
     desk_srtp: DeskSrtp = "required"
+    # VERIFYLINE_TRUNK_MATCH: the ITSP's signalling addresses (IP or CIDR, comma-separated);
+    # a call from there is the public trunk's (pjsip identify by IP, no authentication)
+    trunk_match: tuple[str, ...] = ("127.0.0.2",)
 
     @property
     def desk_tls(self) -> bool:
@@ -345,4 +349,19 @@ def _with_tls(env: Mapping[str, str], base: Settings) -> Settings:
             raise ConfigError(f"{', '.join(stray)} set but VERIFYLINE_DESK_TLS_PORT is not: "
                               "set the port to put desk phones on TLS, or unset the files")
     return replace(base, desk_tls_port=port, tls_cert_file=cert, tls_key_file=key,
-                   tls_ca_file=ca, desk_srtp=srtp)
+                   tls_ca_file=ca, desk_srtp=srtp, trunk_match=_trunk_match(env, base))
+
+
+def _trunk_match(env: Mapping[str, str], base: Settings) -> tuple[str, ...]:
+    raw = env.get("VERIFYLINE_TRUNK_MATCH")
+    if not raw:
+        return base.trunk_match
+    networks = []
+    for item in (part.strip() for part in raw.split(",")):
+        try:
+            networks.append(str(ipaddress.ip_network(item, strict=False)))
+        except ValueError:
+            raise ConfigError(f"VERIFYLINE_TRUNK_MATCH: {item!r} is not an IP address or "
+                              "network (e.g. 192.0.2.10 or 192.0.2.0/28); host names are "
+                              "not accepted (DNS would decide who the trunk is)") from None
+    return tuple(networks)

@@ -50,7 +50,6 @@ def conf_templates(prefix: Path | None = None) -> Path:
         return installed
     raise LabError(f"no Asterisk configuration templates in {checkout} or {installed}")
 MODULES_DIR = "/usr/lib/x86_64-linux-gnu/asterisk/modules"
-TRUNK_MATCH = "127.0.0.2"
 
 
 class LabError(VerifyLineError):
@@ -280,7 +279,7 @@ def template_values(settings: Settings, spool_dir: str,
         "ARI_PASSWORD": settings.ari_password,
         "RTP_START": str(settings.rtp_ports[0]),
         "RTP_END": str(settings.rtp_ports[1]),
-        "TRUNK_MATCH": TRUNK_MATCH,
+        "TRUNK_MATCH": ",".join(settings.trunk_match),
         "LINE_NUMBER": settings.line_number,
         "APP": settings.app_name,
         "DESK_DIAL": "&".join(f"PJSIP/{d}" for d in settings.desks),

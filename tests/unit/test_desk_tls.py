@@ -152,3 +152,28 @@ def test_given_a_ca_file_that_is_no_certificate_when_rendered_then_refused(tmp_p
 
     with pytest.raises(lab.LabError, match=r"VERIFYLINE_TLS_CA_FILE=.*not a PEM list"):
         render(s, tmp_path / "etc")
+
+
+# --- the ITSP trunk's addresses (docs/operations.md, "Connect an ITSP trunk") ---------------
+
+
+def test_given_no_trunk_match_when_rendered_then_the_lab_s_caller_address_is_the_trunk(tmp_path):
+    conf = render(settings(tmp_path), tmp_path / "etc")
+
+    assert "match = 127.0.0.2\n" in section(conf, "trunk", nth=1)
+
+
+def test_given_the_itsp_s_addresses_when_rendered_then_the_trunk_matches_exactly_those(
+        tmp_path):
+    s = settings(tmp_path, VERIFYLINE_TRUNK_MATCH="192.0.2.10, 198.51.100.0/28,2001:db8::5")
+
+    conf = render(s, tmp_path / "etc")
+
+    assert ("match = 192.0.2.10/32,198.51.100.0/28,2001:db8::5/128\n"
+            in section(conf, "trunk", nth=1))
+
+
+@pytest.mark.parametrize("raw", ["itsp.example.net", "192.0.2.300", "192.0.2.1,"])
+def test_given_a_trunk_match_that_is_no_address_when_read_then_refused(tmp_path, raw):
+    with pytest.raises(ConfigError, match="VERIFYLINE_TRUNK_MATCH"):
+        Settings.from_env({"VERIFYLINE_HOME": str(tmp_path), "VERIFYLINE_TRUNK_MATCH": raw})
