@@ -12,6 +12,7 @@ the lab's business, never a production default).
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 from collections.abc import Mapping
@@ -86,6 +87,20 @@ def _is_strategy(value: str) -> TypeGuard[Strategy]:
     return value in STRATEGIES
 
 
+# how a TLS desk's media is protected (VERIFYLINE_DESK_SRTP)
+DeskSrtp = Literal["required", "optimistic"]
+DESK_SRTP: tuple[DeskSrtp, ...] = get_args(DeskSrtp)
+
+
+def _is_desk_srtp(value: str) -> TypeGuard[DeskSrtp]:
+    return value in DESK_SRTP
+
+
+def _file(env: Mapping[str, str], name: str) -> Path | None:
+    raw = env.get(name)
+    return Path(raw).resolve() if raw else None
+
+
 def desk_password_variable(desk: str) -> str:
     """The variable that holds this desk phone's digest password."""
     return f"VERIFYLINE_DESK_PASSWORD_{desk.upper()}"
@@ -156,6 +171,24 @@ class Settings:
     idle_timeout: float = 900.0  # a console session idle this long must sign in again
     # VERIFYLINE_RECORDINGS_DIR: where the console finds <call.recording>.wav (recordings_dir)
     recordings_override: Path | None = None
+    # --- tls (issue 13, item 8): desk phones over TLS with SRTP; docs/operations.md --------
+    # VERIFYLINE_DESK_TLS_PORT: 0 is off (the lab's desks stay on UDP); else desk phones
+    # register over TLS on this TCP port and their calls offer SRTP (SDES keys)
+    desk_tls_port: int = 0
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    # when set, a desk phone must present a certificate signed by one of these CAs
+    tls_ca_file: Path | None = None
+    # required: a desk call is SRTP or fails; optimistic: SRTP offered, plain RTP accepted
+    desk_srtp: DeskSrtp = "required"
+    # VERIFYLINE_TRUNK_MATCH: the ITSP's signalling addresses (IP or CIDR, comma-separated);
+    # a call from there is the public trunk's (pjsip identify by IP, no authentication)
+    trunk_match: tuple[str, ...] = ("127.0.0.2",)
+
+    @property
+    def desk_tls(self) -> bool:
+        """Do desk phones use the TLS transport (and SRTP)?"""
+        return self.desk_tls_port != 0
 
     def desk_password(self, desk: str) -> str | None:
         """The password set for this desk phone, or None (there is no default)."""
@@ -248,6 +281,7 @@ class Settings:
             recordings_override=(Path(env["VERIFYLINE_RECORDINGS_DIR"]).resolve()
                                  if env.get("VERIFYLINE_RECORDINGS_DIR") else None),
         )
+        settings = _with_tls(env, settings)
         if not settings.overflow_uri.startswith("sip:"):
             raise ConfigError("VERIFYLINE_OVERFLOW_URI must be a sip: URI")
         if not settings.trunk_uri.startswith("sip:") or "@" in settings.trunk_uri:
@@ -285,3 +319,49 @@ class Settings:
         if not value:
             raise ConfigError(f"{path} is empty: delete it and a new secret will be generated")
         return value
+
+
+# --- tls -------------------------------------------------------------------------------------
+
+
+def _with_tls(env: Mapping[str, str], base: Settings) -> Settings:
+    """The desk-TLS settings, refused when they cannot describe a working TLS transport (the
+    files themselves are checked where the configuration is rendered: ops.lab)."""
+    port = _int(env, "VERIFYLINE_DESK_TLS_PORT", base.desk_tls_port, 0, 65535)
+    cert = _file(env, "VERIFYLINE_TLS_CERT_FILE")
+    key = _file(env, "VERIFYLINE_TLS_KEY_FILE")
+    ca = _file(env, "VERIFYLINE_TLS_CA_FILE")
+    srtp = env.get("VERIFYLINE_DESK_SRTP") or base.desk_srtp
+    if not _is_desk_srtp(srtp):
+        raise ConfigError(f"VERIFYLINE_DESK_SRTP={srtp!r} must be one of {', '.join(DESK_SRTP)}")
+    if port:
+        missing = [name for name, value in (("VERIFYLINE_TLS_CERT_FILE", cert),
+                                            ("VERIFYLINE_TLS_KEY_FILE", key)) if value is None]
+        if missing:
+            raise ConfigError(f"VERIFYLINE_DESK_TLS_PORT={port} needs {' and '.join(missing)} "
+                              "(the server certificate and its private key, PEM files)")
+    else:
+        stray = [name for name, value in (("VERIFYLINE_TLS_CERT_FILE", cert),
+                                          ("VERIFYLINE_TLS_KEY_FILE", key),
+                                          ("VERIFYLINE_TLS_CA_FILE", ca)) if value is not None]
+        if stray:
+            # a certificate with no port would leave the desks on plain UDP unnoticed
+            raise ConfigError(f"{', '.join(stray)} set but VERIFYLINE_DESK_TLS_PORT is not: "
+                              "set the port to put desk phones on TLS, or unset the files")
+    return replace(base, desk_tls_port=port, tls_cert_file=cert, tls_key_file=key,
+                   tls_ca_file=ca, desk_srtp=srtp, trunk_match=_trunk_match(env, base))
+
+
+def _trunk_match(env: Mapping[str, str], base: Settings) -> tuple[str, ...]:
+    raw = env.get("VERIFYLINE_TRUNK_MATCH")
+    if not raw:
+        return base.trunk_match
+    networks = []
+    for item in (part.strip() for part in raw.split(",")):
+        try:
+            networks.append(str(ipaddress.ip_network(item, strict=False)))
+        except ValueError:
+            raise ConfigError(f"VERIFYLINE_TRUNK_MATCH: {item!r} is not an IP address or "
+                              "network (e.g. 192.0.2.10 or 192.0.2.0/28); host names are "
+                              "not accepted (DNS would decide who the trunk is)") from None
+    return tuple(networks)

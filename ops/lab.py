@@ -16,6 +16,7 @@ import math
 import os
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -49,7 +50,6 @@ def conf_templates(prefix: Path | None = None) -> Path:
         return installed
     raise LabError(f"no Asterisk configuration templates in {checkout} or {installed}")
 MODULES_DIR = "/usr/lib/x86_64-linux-gnu/asterisk/modules"
-TRUNK_MATCH = "127.0.0.2"
 
 
 class LabError(VerifyLineError):
@@ -189,8 +189,89 @@ def rtp_timeout(settings: Settings) -> int:
     return math.ceil(settings.rtp_timeout)
 
 
-def template_values(settings: Settings, spool_dir: str) -> dict[str, str]:
+# --- tls: desk phones over TLS with SRTP (VERIFYLINE_DESK_TLS_PORT; docs/operations.md) ------
+
+# the names the lab gives its copies of the TLS files (Asterisk in the chroot sees only those)
+TLS_FILES = {"cert": "desk-tls.crt", "key": "desk-tls.key", "ca": "desk-tls-ca.crt"}
+
+
+def tls_files(settings: Settings) -> dict[str, Path]:
+    """The desk TLS files set (cert, key and perhaps ca), each checked: readable PEM, the key
+    that of the certificate, the CA file a list of certificates. LabError says which is not."""
+    if not settings.desk_tls:
+        return {}
+    assert settings.tls_cert_file is not None and settings.tls_key_file is not None
+    files = {"cert": settings.tls_cert_file, "key": settings.tls_key_file}
+    if settings.tls_ca_file is not None:
+        files["ca"] = settings.tls_ca_file
+    variables = {"cert": "VERIFYLINE_TLS_CERT_FILE", "key": "VERIFYLINE_TLS_KEY_FILE",
+                 "ca": "VERIFYLINE_TLS_CA_FILE"}
+    for role, path in files.items():
+        try:
+            with path.open("rb") as f:
+                f.read(1)
+        except OSError as e:
+            raise LabError(f"{variables[role]}={path}: cannot be read ({e.strerror}); desk "
+                           "phones over TLS need it") from None
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        context.load_cert_chain(files["cert"], files["key"])
+    except ssl.SSLError as e:
+        raise LabError(f"VERIFYLINE_TLS_CERT_FILE={files['cert']} and VERIFYLINE_TLS_KEY_FILE="
+                       f"{files['key']} are not a PEM certificate and its private key "
+                       f"({e.reason or e})") from None
+    if "ca" in files:
+        try:
+            context.load_verify_locations(cafile=files["ca"])
+        except ssl.SSLError as e:
+            raise LabError(f"VERIFYLINE_TLS_CA_FILE={files['ca']} is not a PEM list of "
+                           f"CA certificates ({e.reason or e})") from None
+    return files
+
+
+def tls_transport(settings: Settings, paths: Mapping[str, str]) -> str:
+    """The ``transport-tls`` section for desk phones (empty when TLS is off)."""
+    if not settings.desk_tls:
+        return ""
+    lines = [
+        "",
+        "; desk phones over TLS (VERIFYLINE_DESK_TLS_PORT)",
+        "[transport-tls]",
+        "type = transport",
+        "protocol = tls",
+        f"bind = {settings.bind_address}:{settings.desk_tls_port}",
+        f"cert_file = {paths['cert']}",
+        f"priv_key_file = {paths['key']}",
+        # pjproject's default is TLS 1.0 alone; sslv23 negotiates the best both ends support
+        "method = sslv23",
+        # desks are clients: Asterisk never connects out to verify a server here
+        "verify_server = no",
+    ]
+    if "ca" in paths:
+        lines += [f"ca_list_file = {paths['ca']}",
+                  "; a desk phone must present a certificate signed by that CA",
+                  "verify_client = yes", "require_client_cert = yes"]
+    else:
+        lines += ["verify_client = no"]
+    return "\n".join(lines) + "\n"
+
+
+def desk_media_encryption(settings: Settings) -> str:
+    """The desk endpoints' SRTP lines: none over UDP; SDES over TLS, required or optimistic."""
+    if not settings.desk_tls:
+        return "media_encryption = no\n"
+    optimistic = "yes" if settings.desk_srtp == "optimistic" else "no"
+    return ("; SRTP keys (SDES) travel in the SDP, which TLS protects\n"
+            "media_encryption = sdes\n"
+            f"media_encryption_optimistic = {optimistic}\n")
+
+
+def template_values(settings: Settings, spool_dir: str,
+                    tls_paths: Mapping[str, str] | None = None) -> dict[str, str]:
     return {
+        "DESK_TRANSPORT": "transport-tls" if settings.desk_tls else "transport-udp",
+        "DESK_TLS_TRANSPORT": tls_transport(settings, tls_paths or {}),
+        "DESK_MEDIA_ENCRYPTION": desk_media_encryption(settings),
         "BIND": settings.bind_address,
         "SIP_PORT": str(settings.sip_port),
         "ARI_PORT": str(settings.ari_port),
@@ -198,7 +279,7 @@ def template_values(settings: Settings, spool_dir: str) -> dict[str, str]:
         "ARI_PASSWORD": settings.ari_password,
         "RTP_START": str(settings.rtp_ports[0]),
         "RTP_END": str(settings.rtp_ports[1]),
-        "TRUNK_MATCH": TRUNK_MATCH,
+        "TRUNK_MATCH": ",".join(settings.trunk_match),
         "LINE_NUMBER": settings.line_number,
         "APP": settings.app_name,
         "DESK_DIAL": "&".join(f"PJSIP/{d}" for d in settings.desks),
@@ -220,17 +301,30 @@ def render(text: str, values: Mapping[str, str], source: str) -> str:
 
 
 def render_config(settings: Settings, etc: Path, spool_dir: str, *,
-                  lab_passwords: bool = False) -> list[Path]:
+                  lab_passwords: bool = False, etc_inside: str | None = None) -> list[Path]:
     """Write the Asterisk configuration for these settings into ``etc``; return the files.
 
     Refuses (LabError, nothing written) unless every desk has a password set, or
-    ``lab_passwords`` lets the unset ones be ``lab-<desk>`` (the lab only)."""
+    ``lab_passwords`` lets the unset ones be ``lab-<desk>`` (the lab only), and while desk TLS
+    is on with files that are not a readable certificate and its key. The TLS files are named
+    where they are, unless ``etc_inside`` (where Asterisk, in a chroot, sees ``etc``) is given:
+    then they are copied into ``etc`` and named there."""
     if not settings.ari_password:
         raise LabError("no ARI password: call Settings.with_secrets() first")
     desks_conf = render_desks(settings, lab_passwords)
+    tls = tls_files(settings)
+    if etc_inside is None:
+        tls_paths = {role: str(path) for role, path in tls.items()}
+    else:
+        tls_paths = {role: f"{etc_inside}/{TLS_FILES[role]}" for role in tls}
     etc.mkdir(parents=True, exist_ok=True)
-    values = template_values(settings, spool_dir)
+    values = template_values(settings, spool_dir, tls_paths)
     written = []
+    if etc_inside is not None:
+        for role, path in tls.items():
+            out = etc / TLS_FILES[role]
+            shutil.copyfile(path, out)
+            written.append(out)
     for template in sorted(conf_templates().glob("*.conf")):
         out = etc / template.name
         out.write_text(render(template.read_text(), values, str(template)))
@@ -273,7 +367,8 @@ def prepare(inst: Instance) -> None:
     out = inst.outside
     for sub in ("etc", "run", "log", "lib", "astspool", "astspool/recording", "cache", "spool"):
         (out / sub).mkdir(parents=True, exist_ok=True)
-    render_config(inst.settings, out / "etc", f"{inst.inside}/spool", lab_passwords=True)
+    render_config(inst.settings, out / "etc", f"{inst.inside}/spool", lab_passwords=True,
+                  etc_inside=f"{inst.inside}/etc")
     (out / "etc" / "asterisk.conf").write_text(asterisk_conf(inst.inside))
     sounds = _resolve_inside(inst.root, "/usr/share/asterisk/sounds/en") / prompts.SOUND_FOLDER
     for lang in prompts.LANGUAGES:

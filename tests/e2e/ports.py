@@ -12,7 +12,8 @@ every slot's RTP range).
     slot k:  SIP 25060+100k  control room 25099+100k  ARI 28088+100k  RTP 10000+1000k..+999
              console 18080+100k
              phones 30000+5000k .. +4999 (desk SIP, desk media, caller SIP, caller media,
-             RTP-level callers, fixed helpers)
+             RTP-level callers, fixed helpers: +4900.. incl. the desk-TLS test's own
+             Asterisk at +4950..+4999)
 """
 
 from __future__ import annotations
@@ -48,6 +49,11 @@ FEATURE_DIALLER_MEDIA = _BLOCK + 4920
 # the number a callback from a desk dials: a sipp phone on 127.0.0.2 behind the trunk
 CALLBACK_NUMBER_SIP = _BLOCK + 4930
 CALLBACK_NUMBER_MEDIA = _BLOCK + 4940
+# the desk-TLS test's own Asterisk (tests/e2e/test_desk_tls.py): SIP (UDP), ARI, TLS, RTP
+TLS_LAB_SIP = _BLOCK + 4950
+TLS_LAB_ARI = _BLOCK + 4951
+TLS_LAB_TLS = _BLOCK + 4952
+TLS_LAB_RTP = f"{_BLOCK + 4960}-{_BLOCK + 4999}"
 
 _runs = itertools.count(0)
 
