@@ -97,6 +97,15 @@ def default_cache_dir(env: Mapping[str, str]) -> Path:
     return Path(base) / APP_NAME
 
 
+LogFormat = Literal["text", "json"]
+LOG_FORMATS: tuple[LogFormat, ...] = get_args(LogFormat)
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def _is_log_format(value: str) -> TypeGuard[LogFormat]:
+    return value in LOG_FORMATS
+
+
 @dataclass(frozen=True)
 class EntrySettings:
     """How the caller keys the warrant number."""
@@ -156,6 +165,13 @@ class Settings:
     idle_timeout: float = 900.0  # a console session idle this long must sign in again
     # VERIFYLINE_RECORDINGS_DIR: where the console finds <call.recording>.wav (recordings_dir)
     recordings_override: Path | None = None
+    # --- metrics (issue 13: metrics and logs) ---
+    # the ARI app's Prometheus /metrics on bind_address (0: off); the console serves its own
+    # /metrics on console_port
+    metrics_port: int = 9464
+    log_format: LogFormat = "text"  # text: the human lines of the lab; json: one object a line
+    log_level: str = "INFO"
+    # --- end metrics ---
 
     def desk_password(self, desk: str) -> str | None:
         """The password set for this desk phone, or None (there is no default)."""
@@ -248,6 +264,7 @@ class Settings:
             recordings_override=(Path(env["VERIFYLINE_RECORDINGS_DIR"]).resolve()
                                  if env.get("VERIFYLINE_RECORDINGS_DIR") else None),
         )
+        settings = _with_metrics_and_logs(settings, env)
         if not settings.overflow_uri.startswith("sip:"):
             raise ConfigError("VERIFYLINE_OVERFLOW_URI must be a sip: URI")
         if not settings.trunk_uri.startswith("sip:") or "@" in settings.trunk_uri:
@@ -285,3 +302,21 @@ class Settings:
         if not value:
             raise ConfigError(f"{path} is empty: delete it and a new secret will be generated")
         return value
+
+
+# --- metrics (issue 13: metrics and logs) ---
+def _with_metrics_and_logs(settings: Settings, env: Mapping[str, str]) -> Settings:
+    """VERIFYLINE_METRICS_PORT, VERIFYLINE_LOG_FORMAT and VERIFYLINE_LOG_LEVEL applied."""
+    fmt = (env.get("VERIFYLINE_LOG_FORMAT") or settings.log_format).strip().lower()
+    if not _is_log_format(fmt):
+        raise ConfigError(f"VERIFYLINE_LOG_FORMAT={fmt!r} must be one of "
+                          f"{', '.join(LOG_FORMATS)}")
+    level = (env.get("VERIFYLINE_LOG_LEVEL") or settings.log_level).strip().upper()
+    if level not in LOG_LEVELS:
+        raise ConfigError(f"VERIFYLINE_LOG_LEVEL={level!r} must be one of "
+                          f"{', '.join(LOG_LEVELS)}")
+    return replace(settings,
+                   metrics_port=_int(env, "VERIFYLINE_METRICS_PORT", settings.metrics_port,
+                                     0, 65535),
+                   log_format=fmt, log_level=level)
+# --- end metrics ---
