@@ -3,22 +3,31 @@ writes and database reads call the hooks, and the app serves them on loopback.""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import re
 import socket
 import urllib.request
 from dataclasses import replace
 from datetime import timedelta
+from pathlib import Path
+from typing import cast
 
 import pytest
 from prometheus_client import CollectorRegistry
 from sqlalchemy.exc import OperationalError
+from websockets.asyncio.server import ServerConnection, serve
 
 from ari_app import service
-from ivr import calllog, logops
+from ari_app.client import EventStream
+from ivr import calllog, logops, services
 from ivr.clock import now
 from ivr.config import Settings
 from ivr.entities import CallData
 from ivr.metrics import METRICS, LineMetrics
 from ivr.models import EndReason, RosterResult
+from ivr.store import Store
+from ivr.web.metrics import CallLogCollector
 from ops.metrics import serve_metrics
 
 
@@ -151,3 +160,59 @@ def test_given_a_metrics_port_when_served_then_text_on_loopback_and_a_taken_port
         server.shutdown()
         server.server_close()
     assert serve_metrics(replace(settings, metrics_port=0)) is None  # off
+
+
+DASHBOARD = Path(__file__).resolve().parents[2] / "deploy" / "grafana" / "verifyline.json"
+
+
+def exposed_series(monkeypatch: pytest.MonkeyPatch) -> set[str]:
+    """Every series name the app's registry and the console's collector can expose."""
+    monkeypatch.setattr(services, "call_log_figures", lambda store: {
+        "ended": [("on_duty", "ari", "caller_hangup", 1)], "open": 0, "desks": {"free": 1}})
+    METRICS.call_ended("on_duty", "ari", "caller_hangup")  # a labelled series shows once used
+    METRICS.desk_state("desk-x", "free")
+    METRICS.db_error("read")
+    names = {s.name for m in METRICS.registry.collect() for s in m.samples}
+    registry = CollectorRegistry()
+    registry.register(CallLogCollector(cast(Store, None)))
+    return names | {s.name for m in registry.collect() for s in m.samples}
+
+
+def test_given_the_grafana_dashboard_when_read_then_every_metric_it_plots_is_exposed(
+        monkeypatch):
+    dashboard = json.loads(DASHBOARD.read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+
+    used = {name for e in exprs for name in re.findall(r"\bverifyline_[a-z_]+", e)}
+
+    assert len(exprs) >= 10 and used
+    assert used <= exposed_series(monkeypatch), used - exposed_series(monkeypatch)
+    assert {"verifyline_calls_total", "verifyline_queue_length", "verifyline_desks",
+            "verifyline_wait_seconds_bucket", "verifyline_setup_seconds_bucket",
+            "verifyline_ari_reconnects_total", "verifyline_journal_backlog",
+            "verifyline_db_errors_total", "verifyline_logged_calls_total"} <= used
+
+
+async def test_given_the_event_socket_dropped_when_it_reconnects_then_one_reconnect_counted():
+    async def close_at_once(ws: ServerConnection) -> None:
+        await ws.close()
+
+    before = value(METRICS, "verifyline_ari_reconnects_total")
+    connected: list[int] = []
+    async with serve(close_at_once, "127.0.0.1", 0) as server:
+        port = next(iter(server.sockets)).getsockname()[1]
+
+        async def on_connect() -> None:
+            connected.append(1)
+            if len(connected) == 2:
+                await stream.stop()
+
+        async def on_event(_ev: object) -> None:
+            return None
+
+        stream = EventStream(f"http://127.0.0.1:{port}", "u", "p", "verifyline", on_event,
+                             on_connect, min_delay=0.01, max_delay=0.01)
+        await asyncio.wait_for(stream.run(), timeout=5)
+
+    assert len(connected) == 2  # the first connection, then one reconnection
+    assert value(METRICS, "verifyline_ari_reconnects_total") == before + 1
