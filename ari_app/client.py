@@ -36,6 +36,7 @@ import websockets
 from websockets.asyncio.client import connect
 
 from ivr.config import Settings
+from ivr.metrics import METRICS
 
 log = logging.getLogger(__name__)
 
@@ -514,6 +515,7 @@ class EventStream:
         self._ws: Any = None
         # the client whose requests go over this socket while it is up (None: HTTP only)
         self._rest = rest
+        self.connections = 0  # opened so far; every one after the first is a reconnection
 
     async def run(self) -> None:
         """Keep the socket open until :meth:`stop`."""
@@ -525,6 +527,9 @@ class EventStream:
                                    max_size=2**22) as ws:
                     self._ws = ws
                     log.info("ARI events connected: %s", self.url.split("?")[0])
+                    self.connections += 1
+                    if self.connections > 1:
+                        METRICS.ari_reconnected()
                     delay = self.min_delay
                     self.connected.set()
                     await self._on_connect()

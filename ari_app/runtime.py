@@ -19,6 +19,8 @@ from ivr import calllog, logops, services
 from ivr.callflow import Bridged, Call, CallContext, Event, State, TimerFired
 from ivr.clock import iso, now
 from ivr.entities import CallData
+from ivr.logs import CALL_ID
+from ivr.metrics import METRICS
 from ivr.telephony import LookupResult, Timer
 
 if TYPE_CHECKING:
@@ -115,10 +117,12 @@ class CallServicesImpl:
 
     def join_queue(self, emergency: bool) -> int:
         self.line.pool.join(self.data.channel_id, emergency)
+        METRICS.queue_joined(self.data.channel_id)
         return self.line.pool.position(self.data.channel_id)
 
     def leave_queue(self) -> None:
         self.line.pool.leave(self.data.channel_id)
+        METRICS.queue_left(self.data.channel_id)
 
     def queue_position(self) -> int:
         return self.line.pool.position(self.data.channel_id)
@@ -185,6 +189,8 @@ class CallRuntime:
         self.queue.put_nowait(event)
 
     async def run(self, first: State | None = None) -> None:
+        # this task's log lines carry the call's id (ivr.logs; the task has its own context)
+        CALL_ID.set(self.data.channel_id)
         try:
             await self.call.start(first)
         except Exception:
@@ -215,6 +221,7 @@ class CallRuntime:
     async def open_and_run(self, first: State | None = None) -> None:
         """Open the call in the log (its reference drawn), then run it to its end."""
         data = self.data
+        CALL_ID.set(data.channel_id)
         try:
             await self.line.client.subscribe_channel(data.channel_id)
             if not data.reference:

@@ -20,6 +20,8 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any, TypeVar
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from ari_app.adapter import AriTelephony
 from ari_app.callbacks import Callbacks
 from ari_app.client import AriClient, AriEvent, EventStream
@@ -36,6 +38,8 @@ from ivr.config import Settings
 from ivr.desks import desk_state
 from ivr.entities import CallData
 from ivr.journal import DurableLog, Journal
+from ivr.metrics import METRICS
+from ivr.models import CallPath
 from ivr.store import Store
 from ivr.supervisors import DeskPool
 from ivr.telephony import DeskPresence
@@ -60,6 +64,7 @@ class LineService:
         # (seconds at 200,000 officers) must not hold up a caller's lookup queued behind it
         self._bulk_db = ThreadPoolExecutor(1, thread_name_prefix="verifyline-db-bulk")
         self.durable = DurableLog(Journal(services.journal_path(settings)), store, logops.CODEC)
+        METRICS.watch_journal(lambda: self.durable.pending)
         self.roster_copy = roster.RosterCopy()
         self.sweeper = Sweeper(settings.app_name, settings.sweep_grace)
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -79,17 +84,18 @@ class LineService:
     async def in_db(self, work: Callable[[], T]) -> T:
         """Read from the database on a thread of its own, so the event loop never waits on it
         (writes go through :meth:`log`)."""
-        return await asyncio.get_running_loop().run_in_executor(self._db, work)
+        return await asyncio.get_running_loop().run_in_executor(self._db, _counted(work))
 
     async def in_bulk_db(self, work: Callable[[], T]) -> T:
         """A long read (the whole roster) on a thread of its own: the reads of calls in
         progress (:meth:`in_db`) never wait for it."""
-        return await asyncio.get_running_loop().run_in_executor(self._bulk_db, work)
+        return await asyncio.get_running_loop().run_in_executor(self._bulk_db, _counted(work))
 
     def log(self, entry: logops.Operation) -> None:
         """A call-log write: journaled (fsync'd) first, then applied to the database, in order
         and exactly once, also when the database is away for a while (see ivr.journal)."""
         self.durable.submit(entry)
+        _observe(entry)
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         task = asyncio.create_task(coro)
@@ -161,6 +167,7 @@ class LineService:
                 signed_out=st.signed_out).value
             if self._shown.get(desk) != state:
                 self._shown[desk] = state
+                METRICS.desk_state(desk, state)
                 self.log(logops.desk_state_entry(desk, state, at))
 
     # --- life cycle ------------------------------------------------------------------------
@@ -207,3 +214,34 @@ class LineService:
 
     async def resync(self, asterisk_restarted: bool = False) -> None:
         await self.resyncer.resync(asterisk_restarted)
+
+
+def _counted(work: Callable[[], T]) -> Callable[[], T]:
+    """``work``, with a database error counted (ivr.metrics) before it goes on up."""
+    def run() -> T:
+        try:
+            return work()
+        except SQLAlchemyError:
+            METRICS.db_error("read")
+            raise
+    return run
+
+
+def _observe(entry: logops.Operation) -> None:
+    """What a call-log write says to the metrics: a call ended (its own hang-up, closed on
+    resync, or taken by the dialplan fallback), a caller bridged."""
+    if isinstance(entry, logops.SaveCall):
+        d = entry.data
+        if entry.kind == "ended" and d.end_reason is not None:
+            METRICS.call_ended(d.roster_result.value if d.roster_result else None,
+                              CallPath.ARI.value, d.end_reason.value)
+        elif entry.kind == "bridged":
+            waited = entry.detail.get("waited_s")
+            METRICS.bridged(float(waited) if isinstance(waited, int | float) else None,
+                            (entry.at - d.started_at).total_seconds())
+    elif isinstance(entry, logops.CloseCall):
+        METRICS.call_ended(None, CallPath.ARI.value, entry.reason.value)
+    elif isinstance(entry, logops.IngestFallback):
+        # the fallback consults no roster: calllog.ingest_fallback logs none_entered
+        METRICS.call_ended("none_entered", CallPath.FALLBACK.value,
+                           entry.record.end_reason.value)

@@ -25,7 +25,7 @@ from ops import lab
 from tests.e2e.phones import Caller, DeskPhone, dtmf_ms
 
 ENV = {"VERIFYLINE_SIP_PORT": "45060", "VERIFYLINE_ARI_PORT": "48088",
-       "VERIFYLINE_RTP_PORTS": "46000-46999"}
+       "VERIFYLINE_RTP_PORTS": "46000-46999", "VERIFYLINE_METRICS_PORT": "0"}
 
 
 def main() -> int:

@@ -502,6 +502,8 @@ def lab_env(opts: Options, home: Path, desks: Sequence[str]) -> dict[str, str]:
         "VERIFYLINE_SIP_PORT": str(opts.sip_port),
         "VERIFYLINE_ARI_PORT": str(opts.ari_port),
         "VERIFYLINE_CONSOLE_PORT": str(opts.console_port),
+        # no /metrics: a developer's lab may hold the default port (and none is read here)
+        "VERIFYLINE_METRICS_PORT": "0",
         "VERIFYLINE_RTP_PORTS": opts.rtp_ports,
         "VERIFYLINE_DESKS": ",".join(desks),
         "VERIFYLINE_WRAP_UP": "0",

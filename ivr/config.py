@@ -112,6 +112,15 @@ def default_cache_dir(env: Mapping[str, str]) -> Path:
     return Path(base) / APP_NAME
 
 
+LogFormat = Literal["text", "json"]
+LOG_FORMATS: tuple[LogFormat, ...] = get_args(LogFormat)
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def _is_log_format(value: str) -> TypeGuard[LogFormat]:
+    return value in LOG_FORMATS
+
+
 @dataclass(frozen=True)
 class EntrySettings:
     """How the caller keys the warrant number."""
@@ -184,6 +193,13 @@ class Settings:
     # VERIFYLINE_TRUNK_MATCH: the ITSP's signalling addresses (IP or CIDR, comma-separated);
     # a call from there is the public trunk's (pjsip identify by IP, no authentication)
     trunk_match: tuple[str, ...] = ("127.0.0.2",)
+    # --- metrics (issue 13: metrics and logs) ---
+    # the ARI app's Prometheus /metrics on bind_address (0: off); the console serves its own
+    # /metrics on console_port
+    metrics_port: int = 9464
+    log_format: LogFormat = "text"  # text: the human lines of the lab; json: one object a line
+    log_level: str = "INFO"
+    # --- end metrics ---
 
     @property
     def desk_tls(self) -> bool:
@@ -282,6 +298,7 @@ class Settings:
                                  if env.get("VERIFYLINE_RECORDINGS_DIR") else None),
         )
         settings = _with_tls(env, settings)
+        settings = _with_metrics_and_logs(settings, env)
         if not settings.overflow_uri.startswith("sip:"):
             raise ConfigError("VERIFYLINE_OVERFLOW_URI must be a sip: URI")
         if not settings.trunk_uri.startswith("sip:") or "@" in settings.trunk_uri:
@@ -365,3 +382,21 @@ def _trunk_match(env: Mapping[str, str], base: Settings) -> tuple[str, ...]:
                               "network (e.g. 192.0.2.10 or 192.0.2.0/28); host names are "
                               "not accepted (DNS would decide who the trunk is)") from None
     return tuple(networks)
+
+
+# --- metrics (issue 13: metrics and logs) ---
+def _with_metrics_and_logs(settings: Settings, env: Mapping[str, str]) -> Settings:
+    """VERIFYLINE_METRICS_PORT, VERIFYLINE_LOG_FORMAT and VERIFYLINE_LOG_LEVEL applied."""
+    fmt = (env.get("VERIFYLINE_LOG_FORMAT") or settings.log_format).strip().lower()
+    if not _is_log_format(fmt):
+        raise ConfigError(f"VERIFYLINE_LOG_FORMAT={fmt!r} must be one of "
+                          f"{', '.join(LOG_FORMATS)}")
+    level = (env.get("VERIFYLINE_LOG_LEVEL") or settings.log_level).strip().upper()
+    if level not in LOG_LEVELS:
+        raise ConfigError(f"VERIFYLINE_LOG_LEVEL={level!r} must be one of "
+                          f"{', '.join(LOG_LEVELS)}")
+    return replace(settings,
+                   metrics_port=_int(env, "VERIFYLINE_METRICS_PORT", settings.metrics_port,
+                                     0, 65535),
+                   log_format=fmt, log_level=level)
+# --- end metrics ---

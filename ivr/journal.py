@@ -36,6 +36,7 @@ from sqlalchemy import CursorResult, Table, bindparam, insert, select, update
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 
+from ivr.metrics import METRICS
 from ivr.models import JournalCheckpoint
 from ivr.store import Store
 
@@ -291,6 +292,7 @@ class DurableLog(Generic[Op]):
             try:
                 self._apply_chunk(chunk)
             except Exception as exc:
+                METRICS.db_error("journal")
                 if not _database_down(exc):
                     log.exception("applying the journal failed; will retry")
                 if self.database_up:
@@ -345,6 +347,7 @@ class DurableLog(Generic[Op]):
         self.codec.apply(session, self.codec.decode(name, args))
 
     def _reject(self, entry: Entry, exc: Exception) -> None:
+        METRICS.db_error("journal_rejected")
         log.error("log entry %d (%s) refused by the database: %r; kept in rejected.jsonl",
                   entry.seq, entry.op, exc)
         with open(self.journal.path.parent / "rejected.jsonl", "a") as f:

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, select, update
+from sqlalchemy import CursorResult, func, select, update
 from sqlalchemy.orm import Session
 
 from ivr import (
@@ -595,3 +595,27 @@ def desk_view(store: Store, desk: str) -> DeskView | None:
     """One desk as the console shows it (None: no such desk)."""
     with store.session() as s:
         return next((d for d in desk_room.views(s) if d.desk == desk), None)
+
+
+# --- metrics (issue 13: metrics and logs) ---
+
+
+def call_log_figures(store: Store) -> dict[str, Any]:
+    """What the call log says for the console's /metrics: ended calls counted by (roster
+    result, path, end reason), calls still open, and desks by the state the line last showed."""
+    with store.session() as s:
+        ended = s.execute(
+            select(Call.roster_result, Call.path, Call.end_reason, func.count())
+            .where(Call.ended_at.is_not(None))
+            .group_by(Call.roster_result, Call.path, Call.end_reason)).all()
+        open_calls = s.scalar(select(func.count()).select_from(Call)
+                              .where(Call.ended_at.is_(None))) or 0
+        states = s.execute(select(Supervisor.state, func.count())
+                           .group_by(Supervisor.state)).all()
+    return {
+        "ended": [((r.value if r is not None else "not_known"), p.value, e or "not_known", n)
+                  for r, p, e, n in ended],
+        "open": int(open_calls),
+        "desks": {state: int(n) for state, n in states},
+    }
+# --- end metrics ---

@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import getpass
 import json
-import logging
 import os
 import secrets
 import shutil
@@ -18,13 +17,14 @@ from pathlib import Path
 
 from ari_app.client import AriClient
 from ari_app.service import LineService
-from ivr import callers, calllog, roster, services
+from ivr import callers, calllog, logs, roster, services
 from ivr.clock import now
 from ivr.config import Settings
 from ivr.exceptions import ConsoleError, VerifyLineError
 from ivr.models import Role
 from ivr.store import Store, is_migrated, notices
 from ops import console, lab
+from ops.metrics import serve_metrics
 from ops.supervise import Supervisor
 
 DEMO_ROSTER = Path(__file__).resolve().parents[1] / "ivr" / "demo_roster.csv"
@@ -45,13 +45,9 @@ def _store(settings: Settings) -> Store:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Run the ARI app in the foreground until SIGTERM/SIGINT."""
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-    logging.getLogger("websockets").setLevel(logging.INFO)
     settings = _settings()
+    logs.configure(settings, verbose=args.verbose)
+    serve_metrics(settings)
 
     async def main() -> None:
         client = AriClient.from_settings(settings)
@@ -86,9 +82,8 @@ def _event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 
 def cmd_supervise(args: argparse.Namespace) -> int:
     """Run `verifyline serve` and restart it within two seconds whenever it dies."""
-    logging.basicConfig(level=logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = _settings()
+    logs.configure(settings)
     settings.run_dir.mkdir(parents=True, exist_ok=True)
     argv = [sys.executable, "-m", "ops", "serve", *(["--verbose"] if args.verbose else [])]
     return Supervisor(argv, settings.run_dir / "app.pid").run()

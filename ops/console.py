@@ -13,7 +13,10 @@ import urllib.request
 from importlib import metadata
 from pathlib import Path
 
+from gunicorn.glogging import Logger
+
 from ivr.config import Settings
+from ivr.logs import CallIdFilter, JsonFormatter
 
 WSGI_APP = "ivr.web.wsgi:app"
 # each open live stream (SSE) holds a worker thread for as long as the page is open, so the
@@ -51,13 +54,28 @@ def gunicorn_argv(settings: Settings, port: int | None = None) -> list[str]:
         "--bind", f"{settings.bind_address}:{port or settings.console_port}",
         "--graceful-timeout", str(GRACEFUL_TIMEOUT),
         "--access-logfile", "-", "--error-logfile", "-",
+        "--log-level", settings.log_level.lower(),
     ]
+    if settings.log_format == "json":
+        argv += ["--logger-class", f"{__name__}.JsonLogger"]
     if Path("/dev/shm").is_dir():
         # the workers' heartbeat files: in memory, so a slow disk does not get workers killed
         argv += ["--worker-tmp-dir", "/dev/shm"]
     if _has_control_socket():
         argv.append("--no-control-socket")
     return [*argv, WSGI_APP]
+
+
+class JsonLogger(Logger):  # type: ignore[misc]
+    """gunicorn's own lines (its error log and access log) as JSON lines, like the app's
+    (VERIFYLINE_LOG_FORMAT=json; ivr.logs)."""
+
+    def setup(self, cfg: object) -> None:
+        super().setup(cfg)
+        for logger in (self.error_log, self.access_log):
+            for handler in logger.handlers:
+                handler.setFormatter(JsonFormatter())
+                handler.addFilter(CallIdFilter())
 
 
 def probe(settings: Settings, timeout: float = 2.0) -> int | None:

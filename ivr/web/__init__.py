@@ -26,6 +26,7 @@ from ivr.web import (
     desk,
     encounters,
     errors,
+    metrics,
     nav,
     roster,
     security,
@@ -71,4 +72,5 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(desk.bp)
     app.register_blueprint(encounters.bp)
     app.register_blueprint(dashboard.bp)
+    app.register_blueprint(metrics.bp)
     return app

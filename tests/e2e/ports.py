@@ -2,15 +2,15 @@
 
 Each lab has a slot: the pytest-xdist worker number (``gw0`` -> 0, ``gw1`` -> 1, ...) or
 ``VERIFYLINE_TEST_SLOT`` (a developer running two suites at once). A slot owns the Asterisk
-ports (SIP, ARI, the control room's static contact, the RTP range), the console's HTTP port
-and a block of 5000 ports
+ports (SIP, ARI, the control room's static contact, the RTP range), the console's HTTP port,
+the app's metrics port and a block of 5000 ports
 for the sipp phones it starts, so two slots never meet. The load benchmark's own lab
 (benchmarks/load.py: 61000-65088) is above every block, and so is the comparison's in
 tests/e2e/test_load.py (benchmarks/compare.py: SIP 60060-60260, ARI 60088, RTP 4000-7999, below
 every slot's RTP range).
 
     slot k:  SIP 25060+100k  control room 25099+100k  ARI 28088+100k  RTP 10000+1000k..+999
-             console 18080+100k
+             console 18080+100k  app metrics 19464+100k
              phones 30000+5000k .. +4999 (desk SIP, desk media, caller SIP, caller media,
              RTP-level callers, fixed helpers: +4900.. incl. the desk-TLS test's own
              Asterisk at +4950..+4999)
@@ -38,6 +38,7 @@ SIP_PORT = 25060 + 100 * SLOT
 OVERFLOW_PORT = 25099 + 100 * SLOT
 ARI_PORT = 28088 + 100 * SLOT
 CONSOLE_PORT = 18080 + 100 * SLOT
+METRICS_PORT = 19464 + 100 * SLOT  # the app's /metrics (VERIFYLINE_METRICS_PORT)
 RTP_PORTS = f"{10000 + 1000 * SLOT}-{10999 + 1000 * SLOT}"
 
 _BLOCK = 30000 + 5000 * SLOT

@@ -9,10 +9,12 @@ import time
 from datetime import datetime
 from typing import Any
 
+import httpx
 import pytest
 
 from ivr import prompts
 from ops import lab
+from tests.e2e import ports
 from tests.e2e.conftest import Lab, poll
 from tests.e2e.phones import ANNOUNCE_MS, dtmf_ms
 
@@ -201,3 +203,43 @@ def test_given_bridged_call_when_app_is_killed_and_restarted_then_call_is_kept_a
     assert (call["roster_result"], call["supervisor"]) == ("on_duty", "desk2")
     assert call["end_reason"] == "caller_hangup"
     assert call["path"] == "ari"
+
+
+def scrape(url: str) -> dict[str, float]:
+    """A /metrics page as {series with its labels: value} (comments left out)."""
+    text = httpx.get(url, timeout=5, trust_env=False).raise_for_status().text
+    return {name: float(v) for name, _, v in (line.rpartition(" ") for line in
+                                               text.splitlines() if not line.startswith("#"))}
+
+
+APP_CALLS = ('verifyline_calls_total{end_reason="caller_hangup",path="ari",'
+             'roster_result="on_duty"}')
+LOGGED_CALLS = ('verifyline_logged_calls_total{end_reason="caller_hangup",path="ari",'
+                'roster_result="on_duty"}')
+
+
+def test_given_an_on_duty_call_when_it_ends_then_app_and_console_metrics_count_it(the_lab):
+    """The app's /metrics (its own port) and the console's (on the console's port) both
+    count the call by roster result, path and end reason; the app also its setup time, an
+    empty queue and every desk in one state."""
+    app_metrics = f"http://127.0.0.1:{ports.METRICS_PORT}/metrics"
+    console_metrics = f"{the_lab.console_url}/metrics"
+    app_before, console_before = scrape(app_metrics), scrape(console_metrics)
+    the_lab.desk("desk2")
+    caller = the_lab.caller("07700900913", "123456#1",
+                            wait_ms=dtmf_ms("123456#1") + ANNOUNCE_MS + 1500)
+
+    assert caller.wait() == 0, caller.failure()
+
+    the_lab.ended_call_from("07700900913")
+    poll("the app's /metrics to count the call", lambda: scrape(app_metrics).get(
+        APP_CALLS, 0) == app_before.get(APP_CALLS, 0) + 1, timeout=5)
+    app_after, console_after = scrape(app_metrics), scrape(console_metrics)
+    assert console_after[LOGGED_CALLS] == console_before.get(LOGGED_CALLS, 0) + 1
+    assert console_after["verifyline_console_database_up"] == 1
+    assert (app_after["verifyline_setup_seconds_count"]
+            == app_before.get("verifyline_setup_seconds_count", 0) + 1)
+    assert app_after["verifyline_queue_length"] == 0
+    # every desk is in exactly one state
+    assert sum(v for k, v in app_after.items() if k.startswith("verifyline_desks{")) == len(
+        the_lab.settings.desks)
