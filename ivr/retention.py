@@ -15,9 +15,9 @@ properly recorded" outlives the caller's number.
 
 The hash is HMAC-SHA256 under a secret key (``VERIFYLINE_RETENTION_KEY``, or one generated
 and kept under the home). A plain SHA-256 of a UK phone number could be reversed by hashing
-every number there is (about 10^10: minutes on a laptop); with the key it cannot, yet the same
-number still gives the same hash, so repeated calls from one number stay linked and the
-console's search by a number still finds that number's hashed calls.
+every number there is (about 10^9 mobile numbers: minutes on a laptop); with the key it
+cannot, yet the same number still gives the same hash, so repeated calls from one number stay
+linked and the console's search by a number still finds that number's hashed calls.
 
 Every run is idempotent (a hashed number is never hashed again, a deleted recording is gone)
 and commits in batches, so one interrupted is finished by the next. ``purge`` with
