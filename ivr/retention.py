@@ -37,7 +37,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, CursorResult, func, select, text, update
+from sqlalchemy import ColumnElement, Table, bindparam, func, insert, select, text, update
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from ivr import audit, callers
@@ -157,15 +157,44 @@ class _Purge:
         r = self.report
         r.calls_hashed, r.events_hashed = self._table(Call.caller_number, Call.started_at,
                                                       events=True)
-        r.encounters_hashed, _ = self._table(Encounter.caller_number, Encounter.opened_at)
-        r.callbacks_hashed, _ = self._table(Callback.caller_number, Callback.created_at)
+        r.encounters_hashed = self._rows(Encounter.id, Encounter.caller_number,
+                                         Encounter.opened_at)
+        r.callbacks_hashed = self._rows(Callback.id, Callback.caller_number,
+                                        Callback.created_at)
         r.audit_entries_hashed = self._audit()
+
+    def _rows(self, key: InstrumentedAttribute[int], column: InstrumentedAttribute[str | None],
+              when: InstrumentedAttribute[datetime]) -> int:
+        """Hash ``column`` in the rows older than the cutoff, by primary key, a batch per
+        transaction: for the tables without an index on the number (encounters, callbacks),
+        where one UPDATE per number would scan the table each time; this scans it once."""
+        old = (when < self.numbers_before) & _not_hashed(column)
+        table = cast(Table, key.class_.__table__)
+        by_id = (update(table).where(table.c[key.key] == bindparam("row_id"))
+                 .values({column.key: bindparam("token")}))
+        changed, after = 0, 0
+        while True:
+            with self.store.session() as s:
+                rows = list(s.execute(select(key, column).where(old, key > after)
+                                      .order_by(key).limit(BATCH)))
+                changed += len(rows)
+                if rows and not self.dry:
+                    s.execute(by_id, [{"row_id": row_id, "token": pseudonym(self.key, raw)}
+                                      for row_id, raw in rows])
+            if len(rows) < BATCH:
+                return changed
+            after = rows[-1][0]
 
     def _table(self, column: InstrumentedAttribute[str | None],
                when: InstrumentedAttribute[datetime], events: bool = False) -> tuple[int, int]:
         """Hash ``column`` in the rows older than the cutoff, a batch of distinct numbers per
-        transaction (one UPDATE per number, on the number's index); return (rows, events)."""
+        transaction (the rows of each number found on the number's index, the call table's
+        ``ix_call_caller_number``); return (rows, events)."""
         old = (when < self.numbers_before) & _not_hashed(column)
+        table = cast(Table, column.class_.__table__)
+        by_number = (update(table).where(table.c[column.key] == bindparam("raw"),
+                                         table.c[when.key] < self.numbers_before)
+                     .values({column.key: bindparam("token")}))
         rows = n_events = 0
         last: str | None = None
         while True:
@@ -173,35 +202,37 @@ class _Purge:
                 query = select(column).where(old).distinct().order_by(column).limit(BATCH)
                 batch = [raw for raw in s.scalars(
                     query if last is None else query.where(column > last)) if raw is not None]
-                for raw in batch:
-                    token = pseudonym(self.key, raw) if self.key else None
-                    these = (column == raw) & (when < self.numbers_before)
+                if batch:
+                    tokens = {raw: pseudonym(self.key, raw) if self.key else None
+                              for raw in batch}
+                    rows += int(s.scalar(select(func.count()).where(
+                        column.in_(batch), when < self.numbers_before)) or 0)
                     if events:
-                        n_events += self._events(s, raw, token, these)
-                    if self.dry:
-                        rows += int(s.scalar(select(func.count()).where(these)) or 0)
-                        continue
-                    done = cast(CursorResult[Any], s.execute(
-                        update(column.class_).where(these).values({column.key: token})
-                        .execution_options(synchronize_session=False)))
-                    rows += done.rowcount
+                        n_events += self._events(s, tokens)
+                    if not self.dry:
+                        s.execute(by_number, [{"raw": raw, "token": token}
+                                              for raw, token in tokens.items()])
             if len(batch) < BATCH:
                 return rows, n_events
             last = batch[-1]
 
-    def _events(self, s: Session, raw: str, token: str | None,
-                these: ColumnElement[bool]) -> int:
-        """Hash the number in the timelines of the calls ``these`` selects."""
-        number = callers.caller_number(raw)
-        changed = 0
-        for event in s.scalars(select(CallEvent).where(
-                CallEvent.call_id.in_(select(Call.id).where(these)))):
-            detail = _rewrite(event.detail, raw, number, token)
-            if detail != event.detail:
-                changed += 1
-                if not self.dry:
-                    event.detail = cast(dict[str, object], detail)
-        return changed
+    def _events(self, s: Session, tokens: dict[str, str | None]) -> int:
+        """Hash the numbers in the timelines of the old calls from these numbers."""
+        changed = []
+        for event_id, detail, raw in s.execute(
+                select(CallEvent.id, CallEvent.detail, Call.caller_number)
+                .join(Call, Call.id == CallEvent.call_id)
+                .where(Call.caller_number.in_(list(tokens)),
+                       Call.started_at < self.numbers_before)):
+            assert raw is not None
+            new = _rewrite(detail, raw, callers.caller_number(raw), tokens[raw])
+            if new != detail:
+                changed.append({"event_id": event_id, "detail": new})
+        if changed and not self.dry:
+            table = cast(Table, CallEvent.__table__)
+            s.execute(update(table).where(table.c.id == bindparam("event_id"))
+                      .values(detail=bindparam("detail", type_=table.c.detail.type)), changed)
+        return len(changed)
 
     def _audit(self) -> int:
         """Hash the numbers in the details of old audit entries that may hold one (an entry's
@@ -240,6 +271,7 @@ class _Purge:
             with self.store.session() as s:
                 rows = list(s.execute(select(Call.id, Call.recording).where(old, Call.id > after)
                                       .order_by(Call.id).limit(BATCH)))
+                events = []
                 for call_id, name in rows:
                     assert name is not None
                     path = self._file(name)
@@ -248,18 +280,19 @@ class _Purge:
                     r.recording_files_deleted += int(exists)
                     if len(r.recordings) < LISTED:
                         r.recordings.append(name)
-                    if self.dry:
-                        continue
                     # the file first: a crash before the commit leaves a row naming a file
                     # that is gone, which the next run clears; never a file nobody names
-                    if path is not None:
+                    if path is not None and not self.dry:
                         path.unlink(missing_ok=True)
-                    s.execute(update(Call).where(Call.id == call_id).values(recording=None)
+                    events.append({"call_id": call_id, "at": self.at, "kind": "recording_deleted",
+                                   "detail": {"name": name, "by": "retention",
+                                              "file": "deleted" if exists else "missing",
+                                              "after_days": r.recordings_days}})
+                if events and not self.dry:
+                    s.execute(update(Call).where(Call.id.in_([e["call_id"] for e in events]))
+                              .values(recording=None)
                               .execution_options(synchronize_session=False))
-                    s.add(CallEvent(call_id=call_id, at=self.at, kind="recording_deleted",
-                                    detail={"name": name, "by": "retention",
-                                            "file": "deleted" if exists else "missing",
-                                            "after_days": r.recordings_days}))
+                    s.execute(insert(cast(Table, CallEvent.__table__)), events)
             if len(rows) < BATCH:
                 break
             after = rows[-1][0]
