@@ -110,6 +110,9 @@ class PurgeReport:
     recording_files_deleted: int = 0
     orphan_files_deleted: int = 0  # old files of ours no row named
     recordings: list[str] = field(default_factory=list)  # the first LISTED names
+    # writes the database refused, kept in the journal's rejected.jsonl for a person to
+    # repair: they hold call data, numbers included, which no period reaches (reported only)
+    rejected_writes: int = 0
 
     @property
     def changes(self) -> int:
@@ -367,13 +370,15 @@ def one_at_a_time(store: Store, lock_file: Path) -> Iterator[None]:
 
 
 def purge(store: Store, policy: Policy, key: str, recordings_dir: Path, at: datetime,
-          *, lock_file: Path, dry_run: bool = False, run_by: str = "") -> PurgeReport:
+          *, lock_file: Path, dry_run: bool = False, run_by: str = "",
+          rejected_writes: int = 0) -> PurgeReport:
     """Hash the numbers and delete the recordings older than their periods (``at`` minus the
     days); with ``dry_run`` count them and write nothing. A real run holds ``lock_file`` (and
     the database's lock) and is audited (``retention_purge``, by ``system:purge``)."""
     if at.tzinfo is None:
         raise ValueError("purge: give `at` a UTC offset")
     run = _Purge(store, policy, key, recordings_dir, at, dry_run)
+    run.report.rejected_writes = rejected_writes
     if dry_run:
         run.numbers()
         run.recordings()

@@ -517,9 +517,15 @@ def purge(store: Store, settings: Settings, at: datetime, *, dry_run: bool = Fal
     (docs/operations.md, "Retention and privacy"); a dry run only counts."""
     policy = retention.Policy(settings.retain_caller_number_days,
                               settings.retain_recordings_days)
+    rejected = journal_path(settings).parent / "rejected.jsonl"
+    try:
+        with rejected.open("rb") as f:
+            refused = sum(1 for line in f if line.strip())
+    except FileNotFoundError:
+        refused = 0
     return retention.purge(store, policy, settings.retention_key, settings.recordings_dir, at,
                            lock_file=settings.run_dir / "purge.lock", dry_run=dry_run,
-                           run_by=run_by)
+                           run_by=run_by, rejected_writes=refused)
 
 
 # --- the supervisor's screen and the encounters (the console) -------------------------------

@@ -427,6 +427,10 @@ def _purge_lines(report: retention.PurgeReport) -> list[str]:
     if report.recordings:
         more = report.recordings_deleted + report.orphan_files_deleted - len(report.recordings)
         lines.append("  " + ", ".join(report.recordings) + (f" and {more} more" if more else ""))
+    if report.rejected_writes:
+        lines.append(f"warning: the journal's rejected.jsonl holds {report.rejected_writes} "
+                     "write(s) the database refused; they hold call data (numbers too) that "
+                     "no retention period reaches: repair them, then delete the file")
     if report.dry_run:
         lines.append("dry run: nothing was changed")
     elif report.changes == 0:

@@ -348,7 +348,13 @@ def test_given_the_cli_when_purging_then_dry_run_json_then_run_then_nothing_to_d
 
     assert dry["dry_run"] is True and dry["calls_hashed"] == 1 and dry["recordings_deleted"] == 1
     assert "were hashed: 1 call(s)" in done and "done (audited" in done
-    assert "nothing to do" in again
+    assert "nothing to do" in again and "rejected.jsonl" not in again
+
+    rejected = services.journal_path(Settings.from_env()).parent / "rejected.jsonl"
+    rejected.parent.mkdir(parents=True, exist_ok=True)
+    rejected.write_text('{"seq": 7, "op": "open", "args": {}}\n' * 2)
+    assert cli.main(["purge"]) == 0
+    assert "rejected.jsonl holds 2 write(s) the database refused" in capsys.readouterr().out
 
 
 def test_given_bad_settings_or_a_busy_lock_when_the_cli_purges_then_distinct_exit_codes(
