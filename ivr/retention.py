@@ -37,7 +37,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Table, bindparam, func, insert, select, text, update
+from sqlalchemy import ColumnElement, Table, bindparam, insert, select, text, update
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from ivr import audit, callers
@@ -46,7 +46,7 @@ from ivr.exceptions import VerifyLineError
 from ivr.models import AuditEntry, Call, Callback, CallEvent, Encounter
 from ivr.store import Store
 
-BATCH = 500  # distinct numbers (or recordings) per transaction
+BATCH = 500  # rows per transaction
 AUDIT_ACTOR = "system:purge"
 AUDIT_ACTION = "retention_purge"
 # audit entries whose detail may hold a caller's number, and under which keys
@@ -158,77 +158,50 @@ class _Purge:
 
     def numbers(self) -> None:
         r = self.report
-        r.calls_hashed, r.events_hashed = self._table(Call.caller_number, Call.started_at,
-                                                      events=True)
-        r.encounters_hashed = self._rows(Encounter.id, Encounter.caller_number,
-                                         Encounter.opened_at)
-        r.callbacks_hashed = self._rows(Callback.id, Callback.caller_number,
-                                        Callback.created_at)
+        r.calls_hashed, r.events_hashed = self._rows(Call.id, Call.caller_number,
+                                                     Call.started_at, events=True)
+        r.encounters_hashed, _ = self._rows(Encounter.id, Encounter.caller_number,
+                                            Encounter.opened_at)
+        r.callbacks_hashed, _ = self._rows(Callback.id, Callback.caller_number,
+                                           Callback.created_at)
         r.audit_entries_hashed = self._audit()
 
     def _rows(self, key: InstrumentedAttribute[int], column: InstrumentedAttribute[str | None],
-              when: InstrumentedAttribute[datetime]) -> int:
-        """Hash ``column`` in the rows older than the cutoff, by primary key, a batch per
-        transaction: for the tables without an index on the number (encounters, callbacks),
-        where one UPDATE per number would scan the table each time; this scans it once."""
+              when: InstrumentedAttribute[datetime], events: bool = False) -> tuple[int, int]:
+        """Hash ``column`` in the rows older than the cutoff, in primary-key order, a batch
+        per transaction (one pass over the table; grouping by number instead had PostgreSQL
+        scan the table once per batch of numbers); with ``events``, the calls' timelines
+        too. Return (rows, events) changed."""
         old = (when < self.numbers_before) & _not_hashed(column)
         table = cast(Table, key.class_.__table__)
         by_id = (update(table).where(table.c[key.key] == bindparam("row_id"))
                  .values({column.key: bindparam("token")}))
-        changed, after = 0, 0
+        changed = n_events = after = 0
         while True:
             with self.store.session() as s:
                 rows = list(s.execute(select(key, column).where(old, key > after)
                                       .order_by(key).limit(BATCH)))
+                tokens = {row_id: (raw, pseudonym(self.key, raw) if self.key else None)
+                          for row_id, raw in rows}
                 changed += len(rows)
+                if events and rows:
+                    n_events += self._events(s, tokens)
                 if rows and not self.dry:
-                    s.execute(by_id, [{"row_id": row_id, "token": pseudonym(self.key, raw)}
-                                      for row_id, raw in rows])
+                    s.execute(by_id, [{"row_id": row_id, "token": token}
+                                      for row_id, (_, token) in tokens.items()])
             if len(rows) < BATCH:
-                return changed
+                return changed, n_events
             after = rows[-1][0]
 
-    def _table(self, column: InstrumentedAttribute[str | None],
-               when: InstrumentedAttribute[datetime], events: bool = False) -> tuple[int, int]:
-        """Hash ``column`` in the rows older than the cutoff, a batch of distinct numbers per
-        transaction (the rows of each number found on the number's index, the call table's
-        ``ix_call_caller_number``); return (rows, events)."""
-        old = (when < self.numbers_before) & _not_hashed(column)
-        table = cast(Table, column.class_.__table__)
-        by_number = (update(table).where(table.c[column.key] == bindparam("raw"),
-                                         table.c[when.key] < self.numbers_before)
-                     .values({column.key: bindparam("token")}))
-        rows = n_events = 0
-        last: str | None = None
-        while True:
-            with self.store.session() as s:
-                query = select(column).where(old).distinct().order_by(column).limit(BATCH)
-                batch = [raw for raw in s.scalars(
-                    query if last is None else query.where(column > last)) if raw is not None]
-                if batch:
-                    tokens = {raw: pseudonym(self.key, raw) if self.key else None
-                              for raw in batch}
-                    rows += int(s.scalar(select(func.count()).where(
-                        column.in_(batch), when < self.numbers_before)) or 0)
-                    if events:
-                        n_events += self._events(s, tokens)
-                    if not self.dry:
-                        s.execute(by_number, [{"raw": raw, "token": token}
-                                              for raw, token in tokens.items()])
-            if len(batch) < BATCH:
-                return rows, n_events
-            last = batch[-1]
-
-    def _events(self, s: Session, tokens: dict[str, str | None]) -> int:
-        """Hash the numbers in the timelines of the old calls from these numbers."""
+    def _events(self, s: Session, tokens: dict[int, tuple[str | None, str | None]]) -> int:
+        """Hash the numbers in these calls' timelines (call id -> (stored number, hash))."""
         changed = []
-        for event_id, detail, raw in s.execute(
-                select(CallEvent.id, CallEvent.detail, Call.caller_number)
-                .join(Call, Call.id == CallEvent.call_id)
-                .where(Call.caller_number.in_(list(tokens)),
-                       Call.started_at < self.numbers_before)):
+        for event_id, call_id, detail in s.execute(
+                select(CallEvent.id, CallEvent.call_id, CallEvent.detail)
+                .where(CallEvent.call_id.in_(list(tokens)))):
+            raw, token = tokens[call_id]
             assert raw is not None
-            new = _rewrite(detail, raw, callers.caller_number(raw), tokens[raw])
+            new = _rewrite(detail, raw, callers.caller_number(raw), token)
             if new != detail:
                 changed.append({"event_id": event_id, "detail": new})
         if changed and not self.dry:
