@@ -169,9 +169,8 @@ class _Purge:
     def _rows(self, key: InstrumentedAttribute[int], column: InstrumentedAttribute[str | None],
               when: InstrumentedAttribute[datetime], events: bool = False) -> tuple[int, int]:
         """Hash ``column`` in the rows older than the cutoff, in primary-key order, a batch
-        per transaction (one pass over the table; grouping by number instead had PostgreSQL
-        scan the table once per batch of numbers); with ``events``, the calls' timelines
-        too. Return (rows, events) changed."""
+        per transaction (one pass over the table, each batch a range of its primary key);
+        with ``events``, the calls' timelines too. Return (rows, events) changed."""
         old = (when < self.numbers_before) & _not_hashed(column)
         table = cast(Table, key.class_.__table__)
         by_id = (update(table).where(table.c[key.key] == bindparam("row_id"))
