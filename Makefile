@@ -10,7 +10,7 @@ APT_OPTS := -o Acquire::Check-Valid-Until=false -o Dpkg::Use-Pty=0
 # host command -> Debian package that provides it
 # (chromium + chromedriver: the console's browser tests, tests/e2e/browser.py)
 HOST_TOOLS := debootstrap:debootstrap sipp:sip-tester curl:curl ps:procps chromium:chromium \
-	chromedriver:chromium-driver openssl:openssl
+	chromedriver:chromium-driver openssl:openssl systemd-analyze:systemd
 PYTEST_ARGS ?=
 # end-to-end tests run in parallel workers, each with a lab (Asterisk + app) on ports of its own
 # (tests/e2e/ports.py); most of their time is real-time waiting, not CPU

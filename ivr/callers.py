@@ -5,11 +5,18 @@ empty CALLERID(num)), `anonymous` (RFC 3261's `sip:anonymous@anonymous.invalid`)
 such as `Restricted`, `Private`, `Unavailable`, or a real number with `Privacy: id`, which the
 dialplan turns into `anonymous` before the call reaches the app or the fallback. Every one of
 them is None here, so that the call log, the callback list and the rate flag treat them alike.
+
+After the retention period (``verifyline purge``, ivr.retention) a stored number is replaced by
+its keyed hash, ``hmac-sha256:<64 hex>``: still the same caller from row to row, but not a
+number anyone can dial or read back.
 """
 
 from __future__ import annotations
 
 WITHHELD = "withheld"
+# what a number becomes once its retention period is over (ivr.retention.pseudonym)
+HASH_PREFIX = "hmac-sha256:"
+SHOWN_HASH_CHARS = 12
 DIGITS = frozenset("0123456789")
 # what carriers put in place of a number they will not show (compared without case)
 WITHHELD_WORDS = frozenset({
@@ -22,6 +29,8 @@ def caller_number(raw: str | None) -> str | None:
     if raw is None:
         return None
     value = raw.strip()
+    if is_hashed(value):
+        return value  # a caller the line knew, pseudonymised: not withheld
     # a whole URI or user@host: only the user part can be a number
     for scheme in ("sip:", "sips:"):
         if value.lower().startswith(scheme):
@@ -38,6 +47,23 @@ def caller_number(raw: str | None) -> str | None:
     return value
 
 
+def is_hashed(value: str | None) -> bool:
+    """Whether a stored number is the keyed hash retention put in its place."""
+    return value is not None and value.startswith(HASH_PREFIX)
+
+
+def dialable(raw: str | None) -> str | None:
+    """The number to call the caller back on, or None (withheld, or hashed by retention)."""
+    number = caller_number(raw)
+    return None if is_hashed(number) else number
+
+
 def shown(number: str | None) -> str:
-    """The number to show a person: the caller's number, or "withheld"."""
-    return caller_number(number) or WITHHELD
+    """The number to show a person: the caller's number, "withheld", or for a hashed one
+    ``hashed:`` and the hash's first characters (enough to see the same caller again)."""
+    value = caller_number(number)
+    if value is None:
+        return WITHHELD
+    if is_hashed(value):
+        return "hashed:" + value[len(HASH_PREFIX):][:SHOWN_HASH_CHARS]
+    return value

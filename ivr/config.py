@@ -23,6 +23,10 @@ from typing import Literal, TypeGuard, get_args
 from ivr.exceptions import ConfigError
 
 APP_NAME = "verifyline"
+# purge: retention periods are whole days up to ten years; the hash key is long enough that
+# guessing it is out of reach (a generated one is 43 characters)
+MAX_RETAIN_DAYS = 3650
+MIN_RETENTION_KEY = 32
 
 
 def _int(env: Mapping[str, str], name: str, default: int, lo: int = 0, hi: int = 65535) -> int:
@@ -200,6 +204,14 @@ class Settings:
     log_format: LogFormat = "text"  # text: the human lines of the lab; json: one object a line
     log_level: str = "INFO"
     # --- end metrics ---
+    # --- purge (issue 13, retention): see docs/operations.md "Retention and privacy" -------
+    # a caller's number is replaced by its keyed hash this many days after the call
+    retain_caller_number_days: int = 90
+    # a conversation's recording is deleted this many days after the call
+    retain_recordings_days: int = 31
+    # the HMAC key of those hashes; generated and kept under home when unset (with_secrets)
+    retention_key: str = ""
+    # --- end purge ---------------------------------------------------------------------------
 
     @property
     def desk_tls(self) -> bool:
@@ -299,6 +311,20 @@ class Settings:
         )
         settings = _with_tls(env, settings)
         settings = _with_metrics_and_logs(settings, env)
+        # purge: the retention periods and the key of the numbers' hashes
+        key = env.get("VERIFYLINE_RETENTION_KEY") or base.retention_key
+        if key and len(key) < MIN_RETENTION_KEY:
+            raise ConfigError(f"VERIFYLINE_RETENTION_KEY must be at least {MIN_RETENTION_KEY} "
+                              "characters (e.g. python3 -c 'import secrets; "
+                              "print(secrets.token_urlsafe(32))')")
+        settings = replace(
+            settings,
+            retain_caller_number_days=_int(env, "VERIFYLINE_RETAIN_CALLER_NUMBER_DAYS",
+                                           base.retain_caller_number_days, 1, MAX_RETAIN_DAYS),
+            retain_recordings_days=_int(env, "VERIFYLINE_RETAIN_RECORDINGS_DAYS",
+                                        base.retain_recordings_days, 1, MAX_RETAIN_DAYS),
+            retention_key=key,
+        )
         if not settings.overflow_uri.startswith("sip:"):
             raise ConfigError("VERIFYLINE_OVERFLOW_URI must be a sip: URI")
         if not settings.trunk_uri.startswith("sip:") or "@" in settings.trunk_uri:
@@ -309,12 +335,14 @@ class Settings:
         return settings
 
     def with_secrets(self) -> Settings:
-        """Return these settings with the ARI password and the console's session secret
-        filled in, generating and keeping each (mode 0600) the first time it is needed."""
+        """Return these settings with the ARI password, the console's session secret and the
+        retention key filled in, generating and keeping each (mode 0600) the first time it is
+        needed."""
         return replace(self,
                        ari_password=self.ari_password or self._kept_secret("ari-password"),
                        console_secret=(self.console_secret
-                                       or self._kept_secret("console-secret")))
+                                       or self._kept_secret("console-secret")),
+                       retention_key=self.retention_key or self._kept_secret("retention-key"))
 
     def _kept_secret(self, name: str) -> str:
         path = self.home / name

@@ -10,12 +10,15 @@ the journal's compaction, a restart, an hour-long outage).
 
 File format (one JSON object per line)::
 
-    {"journal": "<uuid>", "base": 1}                   header: id, seq of the first entry
+    {"journal": "<uuid>", "base": 1, "at": <epoch>}    header: id, seq of the first entry,
+                                                       when the file was started
     {"seq": 1, "op": "open", "args": {...}}            entries, in order (ops: ivr.logops)
 
 A torn last line (a crash in the middle of a write) is dropped on open. When every entry is
-applied and the file has grown, it is replaced (atomically) by a new one holding only the
-header, so the journal stays small in normal running.
+applied and the file has grown, or was started more than a day ago, it is replaced
+(atomically) by a new one holding only the header, so the journal stays small in normal
+running, and a quiet line does not keep callers' numbers in it for weeks after the database
+has them (their retention is the database's: ``verifyline purge``).
 """
 
 from __future__ import annotations
@@ -43,6 +46,8 @@ from ivr.store import Store
 log = logging.getLogger(__name__)
 
 COMPACT_BYTES = 256 * 1024
+# an applied journal older than this is compacted whatever its size (retention, see above)
+COMPACT_SECONDS = 86400.0
 BATCH = 200  # entries applied in one database transaction
 # after the first entry of a batch, how long the writer waits for more: a call writes ~25
 # entries, a few ms apart, and a transaction's fixed cost (1-2 ms of CPU) was most of the
@@ -84,6 +89,9 @@ class Journal:
         lines = self.path.read_bytes().split(b"\n")
         header = json.loads(lines[0])
         self.journal_id, self._next = str(header["journal"]), int(header["base"])
+        # a header written before "at" existed: count from now (compacted within a day)
+        self._started = float(header.get("at") or time.time())
+        self._header_bytes = len(lines[0]) + 1
         good = len(lines[0]) + 1
         for raw in lines[1:]:
             if not raw:
@@ -105,8 +113,12 @@ class Journal:
     def _rewrite(self) -> None:
         """Replace the file by its header alone (every entry in it has been applied)."""
         tmp = self.path.with_suffix(".tmp")
+        self._started = time.time()
+        header = json.dumps({"journal": self.journal_id, "base": self._next,
+                             "at": round(self._started, 3)}).encode() + b"\n"
+        self._header_bytes = len(header)
         with open(tmp, "wb") as f:
-            f.write(json.dumps({"journal": self.journal_id, "base": self._next}).encode() + b"\n")
+            f.write(header)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, self.path)
@@ -129,7 +141,9 @@ class Journal:
     def applied(self, upto: int) -> None:
         """Entries up to ``upto`` are in the database: forget them, compact when worth it."""
         self.entries = [e for e in self.entries if e.seq > upto]
-        if not self.entries and self._file.tell() > COMPACT_BYTES:
+        size = self._file.tell()
+        if not self.entries and (size > COMPACT_BYTES or (
+                size > self._header_bytes and time.time() - self._started > COMPACT_SECONDS)):
             self._file.close()
             self._rewrite()
             self._file = open(self.path, "ab")  # noqa: SIM115

@@ -28,7 +28,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlalchemy import Select, and_, func, or_, select
 from sqlalchemy.orm import Session, joinedload
 
-from ivr import callers, calllog
+from ivr import callers, calllog, retention
 from ivr.clock import iso
 from ivr.exceptions import ConsoleError
 from ivr.models import Call, CallEvent, Encounter, Officer, Outcome, RosterResult, Supervisor
@@ -56,6 +56,9 @@ class SearchFilters:
     caller: str | None = None
     outcome: str | None = None
     desk: str | None = None
+    # the caller's number as retention hashes it (ivr.retention.caller_hash): the search by a
+    # number also finds its calls whose number was hashed at the end of its retention period
+    caller_hash: str | None = None
 
     def as_params(self, zone: str = "UTC") -> dict[str, str]:
         """The query parameters that give this search back (for links and the CSV)."""
@@ -93,8 +96,9 @@ def parse_time(raw: str, zone: ZoneInfo, end: bool) -> datetime:
     return moment.astimezone(UTC)
 
 
-def parse_filters(params: Mapping[str, str]) -> SearchFilters:
-    """The search the query parameters ask for (422 filter_invalid if one is malformed)."""
+def parse_filters(params: Mapping[str, str], retention_key: str = "") -> SearchFilters:
+    """The search the query parameters ask for (422 filter_invalid if one is malformed); with
+    the ``retention_key``, a search by number also matches that number's hashed calls."""
     def text(name: str, longest: int) -> str | None:
         value = (params.get(name) or "").strip()
         if len(value) > longest:
@@ -113,9 +117,14 @@ def parse_filters(params: Mapping[str, str]) -> SearchFilters:
     outcome = text("outcome", 30)
     if outcome is not None and outcome != NO_OUTCOME and outcome not in set(Outcome):
         raise _bad(f"outcome={outcome!r}: use one of {', '.join(Outcome)} or {NO_OUTCOME}")
+    caller = text("caller", 80)
+    number = callers.caller_number(caller)
+    hashed = (retention.caller_hash(retention_key, number)
+              if retention_key and number is not None and not callers.is_hashed(number)
+              else None)
     return SearchFilters(since=since, until=until, reference=text("reference", 14),
-                         warrant=text("warrant", 80), caller=text("caller", 80),
-                         outcome=outcome, desk=text("desk", 80))
+                         warrant=text("warrant", 80), caller=caller,
+                         outcome=outcome, desk=text("desk", 80), caller_hash=hashed)
 
 
 def parse_page(raw: str | None) -> int:
@@ -162,7 +171,9 @@ def _where(query: Select[Any], f: SearchFilters) -> Select[Any]:
                 Encounter.reference == f.reference).scalar_subquery()))
     if f.warrant:
         query = query.where(Call.digits_entered == f.warrant)
-    if f.caller:
+    if f.caller and f.caller_hash:
+        query = query.where(Call.caller_number.in_([f.caller, f.caller_hash]))
+    elif f.caller:
         query = query.where(Call.caller_number == f.caller)
     if f.outcome == NO_OUTCOME:
         query = query.where(Call.outcome.is_(None))

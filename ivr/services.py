@@ -25,6 +25,7 @@ from ivr import (
     encounters,
     photos,
     preregistration,
+    retention,
     roster,
     screenpop,
     search,
@@ -171,6 +172,10 @@ def request_callback(store: Store, callback_id: int, desk: str, by_user: str) ->
             raise ConsoleError("callback_not_found", f"there is no callback {callback_id}", 404)
         if cb.done_at is not None:
             raise ConsoleError("callback_done", f"callback {callback_id} is done already", 409)
+        if callers.is_hashed(cb.caller_number):
+            raise ConsoleError("callback_number_purged",
+                               "the caller's number was hashed at the end of its retention "
+                               "period (verifyline purge): it cannot be called back", 422)
         if callers.caller_number(cb.caller_number) is None:
             raise ConsoleError("callback_withheld",
                                "the caller withheld their number: it cannot be called back", 422)
@@ -297,7 +302,7 @@ def claim_callbacks(store: Store, desks: Iterable[str]) -> list[CallbackJob]:
                 command.done_at, command.result = now(), "not_needed"
                 continue
             jobs.append(CallbackJob(command.id, command.desk,
-                                    callers.caller_number(cb.caller_number), cb.reference,
+                                    callers.dialable(cb.caller_number), cb.reference,
                                     command.requested_by))
     return jobs
 
@@ -501,6 +506,26 @@ def device_encounters(store: Store, token: str, open_only: bool = False, address
         found = preregistration.listed(s, row, at, open_only)
         _used(s, row, "api_list_encounters", "", address, open_only=open_only)
         return [preregistration.as_json(s, e, at) for e in found]
+
+
+# --- retention (verifyline purge) -----------------------------------------------------------
+
+
+def purge(store: Store, settings: Settings, at: datetime, *, dry_run: bool = False,
+          run_by: str = "") -> retention.PurgeReport:
+    """Hash callers' numbers and delete recordings older than their retention periods
+    (docs/operations.md, "Retention and privacy"); a dry run only counts."""
+    policy = retention.Policy(settings.retain_caller_number_days,
+                              settings.retain_recordings_days)
+    rejected = journal_path(settings).parent / "rejected.jsonl"
+    try:
+        with rejected.open("rb") as f:
+            refused = sum(1 for line in f if line.strip())
+    except FileNotFoundError:
+        refused = 0
+    return retention.purge(store, policy, settings.retention_key, settings.recordings_dir, at,
+                           lock_file=settings.run_dir / "purge.lock", dry_run=dry_run,
+                           run_by=run_by, rejected_writes=refused)
 
 
 # --- the supervisor's screen and the encounters (the console) -------------------------------

@@ -10,17 +10,20 @@ import os
 import secrets
 import shutil
 import signal
+import socket
 import sys
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from ari_app.client import AriClient
 from ari_app.service import LineService
-from ivr import callers, calllog, logs, roster, services
+from ivr import callers, calllog, logs, retention, roster, services
 from ivr.clock import now
 from ivr.config import Settings
-from ivr.exceptions import ConsoleError, VerifyLineError
+from ivr.exceptions import ConfigError, ConsoleError, StoreError, VerifyLineError
 from ivr.models import Role
 from ivr.store import Store, is_migrated, notices
 from ops import console, lab
@@ -386,6 +389,85 @@ def cmd_tokens(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- retention -----------------------------------------------------------------------------
+
+# exit statuses a timer or cron can tell apart (sysexits.h): another run holds the lock;
+# a setting is wrong
+PURGE_BUSY = 75
+PURGE_BAD_SETTINGS = 78
+
+
+def _run_by() -> str:
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = str(os.getuid())
+    # systemd gives every service run an INVOCATION_ID (the purge timer's runs)
+    via = " (systemd)" if os.environ.get("INVOCATION_ID") else ""
+    return f"{user}@{socket.gethostname()}{via}"
+
+
+def _purge_lines(report: retention.PurgeReport) -> list[str]:
+    verb = "would be" if report.dry_run else "were"
+    lines = [
+        f"caller numbers of calls before {report.numbers_before} "
+        f"({report.caller_number_days} days) {verb} hashed: {report.calls_hashed} call(s), "
+        f"{report.encounters_hashed} encounter(s), {report.callbacks_hashed} callback(s), "
+        f"{report.events_hashed} timeline event(s), {report.audit_entries_hashed} audit "
+        "entr(y/ies)",
+        f"recordings of calls before {report.recordings_before} ({report.recordings_days} "
+        f"days) {verb} deleted: {report.recordings_deleted} ({report.recording_files_deleted} "
+        f"file(s) on disk), and {report.orphan_files_deleted} older file(s) no call names",
+    ]
+    if report.recordings:
+        more = report.recordings_deleted + report.orphan_files_deleted - len(report.recordings)
+        lines.append("  " + ", ".join(report.recordings) + (f" and {more} more" if more else ""))
+    if report.rejected_writes:
+        lines.append(f"warning: the journal's rejected.jsonl holds {report.rejected_writes} "
+                     "write(s) the database refused; they hold call data (numbers too) that "
+                     "no retention period reaches: repair them, then delete the file")
+    if report.dry_run:
+        lines.append("dry run: nothing was changed")
+    elif report.changes == 0:
+        lines.append("nothing to do (audited as retention_purge)")
+    else:
+        lines.append("done (audited as retention_purge)")
+    return lines
+
+
+def cmd_purge(args: argparse.Namespace) -> int:
+    """Hash old callers' numbers and delete old recordings (docs/operations.md)."""
+    try:
+        settings = Settings.from_env()
+        if not args.dry_run:
+            settings = settings.with_secrets()  # the retention key, generated once if unset
+    except ConfigError as exc:
+        print(f"verifyline purge: bad settings: {exc}", file=sys.stderr)
+        return PURGE_BAD_SETTINGS
+    try:
+        if args.dry_run:
+            store = Store(settings.db_url)  # a dry run migrates nothing either
+            if not is_migrated(store.engine):
+                print("the database has no schema yet: nothing to purge")
+                return 0
+        else:
+            store = _store(settings)
+        report = services.purge(store, settings, now(), dry_run=args.dry_run,
+                                run_by=_run_by())
+    except retention.PurgeBusy as exc:
+        print(f"verifyline purge: {exc}", file=sys.stderr)
+        return PURGE_BUSY
+    except (SQLAlchemyError, StoreError, OSError) as exc:
+        print(f"verifyline purge: failed: {exc}; what was done before stays done, and the "
+              "next run carries on from there", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(report.as_json(), indent=2))
+    else:
+        print("\n".join(_purge_lines(report)))
+    return 0
+
+
 # --- doctor --------------------------------------------------------------------------------
 
 
@@ -571,6 +653,13 @@ def build_parser() -> argparse.ArgumentParser:
     t_rev = add(tokens_p, "revoke", cmd_tokens, "revoke a device token")
     t_rev.set_defaults(action="revoke")
     t_rev.add_argument("id", type=int)
+
+    purge = add(sub, "purge", cmd_purge,
+                "hash callers' numbers and delete recordings older than their retention "
+                "periods (VERIFYLINE_RETAIN_*); safe to run from a timer or cron")
+    purge.add_argument("--dry-run", action="store_true",
+                       help="print what would change and change nothing")
+    purge.add_argument("--json", action="store_true")
 
     add(sub, "doctor", cmd_doctor, "check Asterisk, ARI, the app, the console and the database")
     return p

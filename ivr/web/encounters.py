@@ -50,7 +50,7 @@ def local(value: str | None) -> str:
 @roles(*EVERYONE)
 def index() -> Response | str:
     """Search the encounters' calls (every filter is a query parameter)."""
-    filters = search.parse_filters(request.args)
+    filters = search.parse_filters(request.args, context.settings().retention_key)
     page = search.parse_page(request.args.get("page"))
     cursor = search.parse_cursor(request.args)
     found = services.encounter_search(context.store(), filters, page, cursor=cursor)
@@ -68,7 +68,7 @@ def index() -> Response | str:
 @roles(*EVERYONE)
 def export() -> Response:
     """The search as CSV: every match (or one page with ``page``), newest first."""
-    filters = search.parse_filters(request.args)
+    filters = search.parse_filters(request.args, context.settings().retention_key)
     raw_page = request.args.get("page")
     page = search.parse_page(raw_page) if raw_page else None
     audit("export_encounters", "", **{k: v for k, v in request.args.items() if v})
