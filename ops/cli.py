@@ -475,6 +475,20 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return 0 if problems == 0 else 1
 
 
+def cmd_probe(args: argparse.Namespace) -> int:
+    """Exit 0 when the part answers, 1 when not (containers' and units' health checks)."""
+    settings = _settings()
+    if args.part == "ari":
+        ok, detail = lab.ari_ready(settings), f"ARI {settings.ari_url}"
+    elif args.part == "app":
+        ok, detail = lab.app_serving(settings), f"app {settings.app_name} on {settings.ari_url}"
+    else:
+        status = console.probe(settings)
+        ok, detail = status == 200, f"console {console.url(settings)}/healthz: {status}"
+    print(f"{'ok' if ok else 'FAIL'} {detail}")
+    return 0 if ok else 1
+
+
 # --- parser --------------------------------------------------------------------------------
 
 
@@ -578,6 +592,10 @@ def build_parser() -> argparse.ArgumentParser:
     t_rev.add_argument("id", type=int)
 
     add(sub, "doctor", cmd_doctor, "check Asterisk, ARI, the app, the console and the database")
+    probe = add(sub, "probe", cmd_probe,
+                "exit 0 if one part answers: ari (our credentials), app (connected and listed "
+                "by Asterisk), console (/healthz 200); a health check for containers")
+    probe.add_argument("part", choices=["ari", "app", "console"])
     return p
 
 
