@@ -11,19 +11,22 @@
 #   verifyline/debian-base:<key>     Debian 12 minbase + python3, python3-venv and postgresql,
 #                                     debootstrapped once into $VERIFYLINE_CACHE/debian-bookworm
 # Images (deploy/images/*.Dockerfile, base images as build ARGs: a team with a registry passes
-# its own with ASTERISK_BASE= / DEBIAN_BASE=):
+# its own with ASTERISK_BASE= / DEBIAN_BASE=), each rebuilt only when what goes into it changed
+# (a content key in the image's label verifyline.key):
 #   verifyline/asterisk:$TAG   asterisk base + our prompts and the container asterisk.conf
 #   verifyline/app:$TAG        debian base + the project's wheel (and its dependencies' wheels,
 #                               built here with pip wheel) installed at build time, in /opt/verifyline
 #   verifyline/postgres:$TAG   debian base + an entrypoint that creates the cluster on first start
 #
-# Environment: DOCKER (docker), TAG (the project version), VERIFYLINE_CACHE, ASTERISK_BASE,
+# Environment: DOCKER (/usr/bin/docker, else docker), TAG (the project version), VERIFYLINE_CACHE, ASTERISK_BASE,
 # DEBIAN_BASE, PYTHON (the python that runs `pip wheel`: .venv/bin/python, else python3).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
-DOCKER=${DOCKER:-docker}
+# Debian's docker.io client where it is installed: its builder needs no buildx plugin (a newer
+# client elsewhere on PATH warns that this legacy builder is deprecated)
+DOCKER=${DOCKER:-$( [ -x /usr/bin/docker ] && echo /usr/bin/docker || echo docker)}
 CACHE=${VERIFYLINE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/verifyline}
 TAG=${TAG:-$(sed -n 's/^version = "\(.*\)"/\1/p' "$REPO/pyproject.toml" | head -n1)}
 PYTHON=${PYTHON:-$( [ -x "$REPO/.venv/bin/python" ] && echo "$REPO/.venv/bin/python" || echo python3)}
@@ -92,6 +95,27 @@ bases() {
     fi
 }
 
+# a content key: the hash of these files' contents and names (and the base image's name)
+tree_key() {  # base paths...
+    local base=$1; shift
+    { echo "$base"
+      find "$@" -type f ! -path '*/__pycache__/*' ! -name '*.pyc' -print0 | sort -z |
+          xargs -0 sha256sum | sed "s|$REPO/||"
+    } | sha256sum | cut -c1-16
+}
+
+# build an image unless one of that name carries this content key (label verifyline.key)
+build_image() {  # name base-arg base key context
+    local name=$1 arg=$2 base=$3 key=$4 context=$5
+    if [ "$("$DOCKER" image inspect -f '{{index .Config.Labels "verifyline.key"}}' "$name" \
+            2>/dev/null)" = "$key" ]; then
+        log "$name is up to date (key $key)"; return
+    fi
+    log "docker build $name (FROM $base)"
+    "$DOCKER" build -q --build-arg "$arg=$base" --label "verifyline.key=$key" -t "$name" \
+        "$context" >/dev/null
+}
+
 images() {
     local stage="$REPO/var/images"
     rm -rf "$stage"; mkdir -p "$stage/asterisk/prompts" "$stage/app/wheels" "$stage/postgres"
@@ -104,25 +128,27 @@ images() {
         mkdir -p "$stage/asterisk/prompts/$lang"
         cp "$REPO/ivr/prompts/$lang"/*.wav "$stage/asterisk/prompts/$lang/"
     done
-    log "docker build verifyline/asterisk:$TAG (FROM $ASTERISK_BASE)"
-    "$DOCKER" build -q --build-arg "ASTERISK_BASE=$ASTERISK_BASE" -t "verifyline/asterisk:$TAG" \
-        "$stage/asterisk" >/dev/null
+    build_image "verifyline/asterisk:$TAG" ASTERISK_BASE "$ASTERISK_BASE" \
+        "$(tree_key "$ASTERISK_BASE" "$stage/asterisk")" "$stage/asterisk"
 
-    # app: the wheel and every dependency's wheel, built here, installed at build time
-    log "pip wheel (the project and its dependencies)"
-    # (the host's pip.conf may name local indexes that are absent: pip warns, harmlessly)
-    "$PYTHON" -m pip wheel -q --disable-pip-version-check --wheel-dir "$stage/app/wheels" "$REPO" \
-        2> >(grep -v "^WARNING: Location" >&2)
+    # app: the wheel and every dependency's wheel, built here, installed at build time; keyed
+    # by the sources that go into the wheel
     cp "$HERE/app.Dockerfile" "$stage/app/Dockerfile"
-    log "docker build verifyline/app:$TAG (FROM $DEBIAN_BASE)"
-    "$DOCKER" build -q --build-arg "DEBIAN_BASE=$DEBIAN_BASE" -t "verifyline/app:$TAG" \
-        "$stage/app" >/dev/null
+    local key; key=$(tree_key "$DEBIAN_BASE" "$HERE/app.Dockerfile" "$REPO/pyproject.toml" \
+        "$REPO/ivr" "$REPO/ari_app" "$REPO/ops" "$REPO/asterisk/conf")
+    if [ "$("$DOCKER" image inspect -f '{{index .Config.Labels "verifyline.key"}}' \
+            "verifyline/app:$TAG" 2>/dev/null)" != "$key" ]; then
+        log "pip wheel (the project and its dependencies)"
+        # (the host's pip.conf may name local indexes that are absent: pip warns, harmlessly)
+        "$PYTHON" -m pip wheel -q --disable-pip-version-check --wheel-dir "$stage/app/wheels" \
+            "$REPO" 2> >(grep -v "^WARNING: Location" >&2)
+    fi
+    build_image "verifyline/app:$TAG" DEBIAN_BASE "$DEBIAN_BASE" "$key" "$stage/app"
 
     cp "$HERE/postgres.Dockerfile" "$stage/postgres/Dockerfile"
     cp "$HERE/postgres-entrypoint" "$stage/postgres/"
-    log "docker build verifyline/postgres:$TAG (FROM $DEBIAN_BASE)"
-    "$DOCKER" build -q --build-arg "DEBIAN_BASE=$DEBIAN_BASE" -t "verifyline/postgres:$TAG" \
-        "$stage/postgres" >/dev/null
+    build_image "verifyline/postgres:$TAG" DEBIAN_BASE "$DEBIAN_BASE" \
+        "$(tree_key "$DEBIAN_BASE" "$stage/postgres")" "$stage/postgres"
     rm -rf "$stage"
 }
 
@@ -132,4 +158,4 @@ if [ "${1:-}" = --bases ]; then
     echo "$ASTERISK_BASE"; echo "$DEBIAN_BASE"; exit 0
 fi
 images
-log "images verifyline/{asterisk,app,postgres}:$TAG built in $(( $(date +%s) - t0 )) s"
+log "images verifyline/{asterisk,app,postgres}:$TAG ready in $(( $(date +%s) - t0 )) s"
