@@ -24,7 +24,7 @@ from ivr.config import Settings
 from ivr.exceptions import ConsoleError, VerifyLineError
 from ivr.models import Role
 from ivr.store import Store, is_migrated, notices
-from ops import console, lab
+from ops import console, lab, probe
 from ops.supervise import Supervisor
 
 DEMO_ROSTER = Path(__file__).resolve().parents[1] / "ivr" / "demo_roster.csv"
@@ -476,17 +476,8 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def cmd_probe(args: argparse.Namespace) -> int:
-    """Exit 0 when the part answers, 1 when not (containers' and units' health checks)."""
-    settings = _settings()
-    if args.part == "ari":
-        ok, detail = lab.ari_ready(settings), f"ARI {settings.ari_url}"
-    elif args.part == "app":
-        ok, detail = lab.app_serving(settings), f"app {settings.app_name} on {settings.ari_url}"
-    else:
-        status = console.probe(settings)
-        ok, detail = status == 200, f"console {console.url(settings)}/healthz: {status}"
-    print(f"{'ok' if ok else 'FAIL'} {detail}")
-    return 0 if ok else 1
+    """Exit 0 when the part answers, 1 when not (ops/probe.py; containers' health checks)."""
+    return probe.run(args.part, _settings())
 
 
 # --- parser --------------------------------------------------------------------------------
@@ -592,10 +583,10 @@ def build_parser() -> argparse.ArgumentParser:
     t_rev.add_argument("id", type=int)
 
     add(sub, "doctor", cmd_doctor, "check Asterisk, ARI, the app, the console and the database")
-    probe = add(sub, "probe", cmd_probe,
+    probe_p = add(sub, "probe", cmd_probe,
                 "exit 0 if one part answers: ari (our credentials), app (connected and listed "
                 "by Asterisk), console (/healthz 200); a health check for containers")
-    probe.add_argument("part", choices=["ari", "app", "console"])
+    probe_p.add_argument("part", choices=probe.PARTS)
     return p
 
 

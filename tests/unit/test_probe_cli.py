@@ -9,7 +9,7 @@ import socket
 
 import pytest
 
-from ops import cli
+from ops import cli, probe
 
 
 def free_port() -> int:
@@ -43,3 +43,10 @@ def test_given_a_live_app_ready_file_but_no_asterisk_when_the_app_is_probed_then
     (nothing_answers / "run" / "app.ready").write_text(f"{os.getpid()}\n")
 
     assert cli.main(["probe", "app"]) == 1
+
+
+def test_given_nothing_answering_when_the_lean_module_probes_then_it_fails_with_exit_1(
+        nothing_answers, capsys):
+    # what the compose health checks run: `python -m ops.probe app`
+    assert probe.main(["app"]) == 1
+    assert capsys.readouterr().out.startswith("FAIL app ")
