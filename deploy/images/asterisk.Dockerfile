@@ -8,8 +8,12 @@ FROM ${ASTERISK_BASE}
 COPY prompts/ /usr/share/asterisk/sounds/en/verifyline/
 COPY asterisk.conf /etc/verifyline-asterisk/asterisk.conf
 COPY asterisk-healthy /usr/local/bin/asterisk-healthy
+# Asterisk runs as Debian's asterisk user (the app's image runs as the same uid)
 RUN mkdir -p /etc/asterisk /var/spool/asterisk/recording /var/lib/verifyline/spool \
-        /var/log/asterisk /run/asterisk /var/cache/asterisk \
+        /var/log/asterisk /run/asterisk /var/cache/asterisk /var/lib/asterisk \
+    && chown -R asterisk:asterisk /etc/asterisk /var/spool/asterisk /var/lib/verifyline \
+        /var/log/asterisk /run/asterisk /var/cache/asterisk /var/lib/asterisk \
     && chmod 0755 /usr/local/bin/asterisk-healthy
+USER asterisk
 ENV PATH=/usr/sbin:/usr/bin:/sbin:/bin
 CMD ["/usr/sbin/asterisk", "-f", "-n", "-C", "/etc/verifyline-asterisk/asterisk.conf"]

@@ -243,6 +243,14 @@ def test_given_the_stack_then_asterisk_runs_the_rendered_configuration_and_no_la
     assert "ok ari" in stack.exec("ari-app", "verifyline", "probe", "ari").lower()
 
 
+def test_given_the_stack_then_no_service_runs_as_root(stack):
+    for service in SERVICES:
+        pid = _inspect(stack.container(service))["State"]["Pid"]
+        status = Path(f"/proc/{pid}/status").read_text()
+        uid = re.search(r"^Uid:\s+(\d+)", status, re.M)  # the process's real uid
+        assert uid is not None and int(uid.group(1)) != 0, f"{service} runs as root"
+
+
 def test_given_the_stack_when_the_app_process_is_killed_then_docker_restarts_it_and_it_reconnects(
         stack):
     cid = stack.container("ari-app")
