@@ -267,6 +267,39 @@ def test_given_the_stack_when_the_app_process_is_killed_then_docker_restarts_it_
     assert _inspect(cid)["State"]["Pid"] != before["State"]["Pid"]
 
 
+def test_given_the_app_container_stopped_when_called_then_the_fallback_reaches_a_desk_and_the_restarted_app_logs_it(  # noqa: E501
+        stack, tmp_path):
+    # the dialplan's fallback spools the call in the spool volume (Asterisk's uid), and the app
+    # (the same uid, its own container) ingests it when it is back
+    cid = stack.container("ari-app")
+    ari = httpx.Client(base_url=f"http://127.0.0.1:{ports.ARI_PORT}/ari",
+                       auth=("verifyline", SECRETS["VERIFYLINE_ARI_PASSWORD"]), timeout=5)
+    desk = DeskPhone("desk1", ports.SIP_PORT, tmp_path)
+    subprocess.run(["docker", "stop", cid], check=True, capture_output=True, timeout=60)
+    try:
+        poll("Asterisk to drop the app", lambda: ari.get("/applications/verifyline").status_code
+             == 404, timeout=15)
+        desk.start()
+        poll("desk1 registered", lambda: ari.get("/endpoints/PJSIP/desk1").json().get("state")
+             == "online")
+        caller = Caller(ports.SIP_PORT, LINE, tmp_path, "07700900472", digits="123456#",
+                        wait_ms=6000).start()
+        assert caller.wait() == 0, caller.failure()
+        assert desk.received()[:2] == ["INVITE", "ACK"]
+    finally:
+        desk.stop()
+        subprocess.run(["docker", "start", cid], check=True, capture_output=True, timeout=60)
+        ari.close()
+
+    rows = poll("the fallback call logged from the spool", lambda: stack.sql(
+        "select c.path, s.desk, c.end_reason from call c left join supervisor s "
+        "on s.id = c.supervisor_id where c.caller_number = '07700900472' "
+        "and c.ended_at is not null"), timeout=60, every=0.5)
+    assert rows == [["fallback", "desk1", "caller_hangup"]]
+    poll("the app healthy again", lambda: stack.health().get("ari-app") == "healthy",
+         timeout=60, every=0.5)
+
+
 def test_given_the_stack_when_compose_down_then_nothing_is_left_running(stack):
     assert len(stack.containers(all_states=False)) == len(SERVICES)
 
