@@ -18,7 +18,7 @@ E2E_WORKERS ?= 2
 PYTEST := $(VENV)/bin/python -m pytest
 
 .PHONY: help install host-tools postgres venv asterisk up down test lint unit unit-pg e2e prompts \
-	doctor clean
+	doctor clean docker test-compose
 
 help:
 	@echo "make up      install what is needed, start the line and its console on loopback with"
@@ -28,6 +28,8 @@ help:
 	@echo "             (make unit / unit-pg: unit tests only)"
 	@echo "make install install only (host tools, .venv, Asterisk chroot); start nothing"
 	@echo "make down    stop the lab;  make doctor  check it;  make prompts  re-render prompts"
+	@echo "make test-compose  build the container images, run docker-compose.yml and call"
+	@echo "             through it (tests/e2e/test_compose.py; starts and stops a dockerd)"
 
 install: host-tools postgres venv asterisk
 
@@ -97,6 +99,23 @@ test: install lint
 	VERIFYLINE_TEST_DB=postgresql $(PYTEST) tests/e2e -n $(E2E_WORKERS) -v -rA --durations=10 \
 	  $(PYTEST_ARGS)
 	VERIFYLINE_TEST_DB=sqlite $(PYTEST) tests/e2e -m sqlite_too -n $(E2E_WORKERS) -v -rA \
+	  --durations=10 $(PYTEST_ARGS)
+
+# Debian's Docker engine and compose (1.29) for the container stack (docker-compose.yml)
+docker:
+	@if ! command -v dockerd >/dev/null || ! command -v docker-compose >/dev/null; then \
+	  echo "apt-get install docker.io docker-compose"; \
+	  apt-get $(APT_OPTS) update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get $(APT_OPTS) install -y -qq \
+	    --no-install-recommends docker.io docker-compose >/dev/null; \
+	fi
+
+# the container stack for real: build the images (deploy/images/build.sh, no registry), bring
+# docker-compose.yml up on this slot's ports, call through it, bring it down. with-dockerd.sh
+# uses a running engine, else starts a dockerd of its own and stops it afterwards. Not part of
+# `make test` (see README: how long it takes).
+test-compose: install docker
+	bash deploy/images/with-dockerd.sh $(PYTEST) tests/e2e/test_compose.py -m compose -v -rA \
 	  --durations=10 $(PYTEST_ARGS)
 
 prompts:

@@ -26,7 +26,7 @@ from ivr.config import Settings
 from ivr.exceptions import ConfigError, ConsoleError, StoreError, VerifyLineError
 from ivr.models import Role
 from ivr.store import Store, is_migrated, notices
-from ops import console, lab
+from ops import console, lab, probe
 from ops.metrics import serve_metrics
 from ops.supervise import Supervisor
 
@@ -552,6 +552,11 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return 0 if problems == 0 else 1
 
 
+def cmd_probe(args: argparse.Namespace) -> int:
+    """Exit 0 when the part answers, 1 when not (ops/probe.py; containers' health checks)."""
+    return probe.run(args.part, _settings())
+
+
 # --- parser --------------------------------------------------------------------------------
 
 
@@ -662,6 +667,10 @@ def build_parser() -> argparse.ArgumentParser:
     purge.add_argument("--json", action="store_true")
 
     add(sub, "doctor", cmd_doctor, "check Asterisk, ARI, the app, the console and the database")
+    probe_p = add(sub, "probe", cmd_probe,
+                "exit 0 if one part answers: ari (our credentials), app (connected and listed "
+                "by Asterisk), console (/healthz 200); a health check for containers")
+    probe_p.add_argument("part", choices=probe.PARTS)
     return p
 
 

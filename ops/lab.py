@@ -502,6 +502,16 @@ def app_connected(inst: Instance) -> bool:
     return pid is not None and ready == pid and app_registered(inst.settings)
 
 
+def app_serving(settings: Settings) -> bool:
+    """The app process that wrote ``run/app.ready`` is alive and Asterisk lists the
+    application: the app's health where no PID file is kept (a container, a systemd unit)."""
+    try:
+        ready = int((settings.run_dir / "app.ready").read_text().strip())
+    except (OSError, ValueError):
+        return False
+    return running(ready) and app_registered(settings)
+
+
 def app_registered(settings: Settings) -> bool:
     """True when Asterisk lists the application."""
     return AriClient.from_settings(settings).app_registered()
