@@ -183,6 +183,7 @@ class Probe:
 
 REQUEST_TIMEOUT = 10.0
 SLOW_REQUEST_SECONDS = 1.0  # a request over the websocket this slow is logged
+MOVE_TIMEOUT = 30.0  # addChannel: longer than the longest prompt a channel may be playing
 # a probe runs in a polling loop (lab up) or a health check: it must give up fast
 PROBE_TIMEOUT = 1.0
 # the first release of each branch that answers RESTRequest messages on the events websocket
@@ -357,9 +358,10 @@ class AriClient:
         return await self._over_http(method, path, params)
 
     async def _over_http(self, method: str, path: str, params: Params | None = None,
-                         body: Any = None) -> Any:
+                         body: Any = None, timeout: float = REQUEST_TIMEOUT) -> Any:
         try:
-            r = await self._http.request(method, path, params=params, json=body)
+            r = await self._http.request(method, path, params=params, json=body,
+                                         timeout=timeout)
         except httpx.TransportError as exc:
             raise AriUnavailable(f"{method} {path}: {exc!r}") from exc
         _raise_for(method, path, r.status_code, r.text)
@@ -458,13 +460,17 @@ class AriClient:
         await self.request("POST", f"/bridges/{bridge_id}/moh")
 
     async def add_to_bridge(self, bridge_id: str, channel_ids: Sequence[str]) -> None:
-        """Always over HTTP: Asterisk answers it only once each channel's own thread has
-        moved it, which can take seconds (measured: 0.4-2.3 s for callers adopted after an
-        app restart); over the websocket, which Asterisk serves one request at a time, every
-        other call's requests would wait behind it."""
+        """Always over HTTP, and given longer: Asterisk answers it only once each channel's
+        own thread has moved it, and a channel's thread plays a prompt to its end before it
+        takes the next command — a caller adopted after an app restart may still be hearing
+        a prompt the old app started (its id lost with it): up to the greeting's 13 s
+        (measured: 0.4-2.3 s for adopted waiting callers, over 10 s for adopted callers
+        still in the greeting). Over the websocket, which Asterisk serves one request at a
+        time, every other call's requests would wait behind it."""
         path = f"/bridges/{bridge_id}/addChannel"
         try:
-            await self._over_http("POST", path, {"channel": ",".join(channel_ids)})
+            await self._over_http("POST", path, {"channel": ",".join(channel_ids)},
+                                  timeout=MOVE_TIMEOUT)
         except AriNotFound:
             raise
         except AriHttpError as exc:

@@ -290,3 +290,10 @@ async def test_given_the_socket_when_channels_are_added_to_a_bridge_then_that_go
     assert [m["uri"] for m in sock.sent] == ["bridges/c1-bridge"]
     assert [(r.method, r.url.path, r.url.params["channel"]) for r in seen] == [
         ("POST", "/ari/bridges/c1-bridge/addChannel", "c1,c1-desk1")]
+    # ...given longer than the longest prompt an adopted caller may still be hearing (found
+    # under load: 10 s timed out for callers adopted in the 13 s greeting, and the call
+    # waited as if Asterisk were down, blocking the queue behind it)
+    from ari_app.client import MOVE_TIMEOUT
+    from ivr import prompts
+    assert seen[0].extensions["timeout"]["read"] == MOVE_TIMEOUT
+    assert 2 * prompts.seconds("en/greeting") < MOVE_TIMEOUT
