@@ -688,12 +688,15 @@ class Connecting(Waiting):
         d = ctx.data
         if d.queued_at is None:
             d.queued_at = now()
-        position = ctx.services.join_queue(self.emergency)
-        ctx.record("queued", position=position, emergency=self.emergency)
         if d.hold_bridge_id is None:
             d.hold_bridge_id = ids.hold_bridge(d.channel_id)
             await ctx.tel.hold(d.channel_id, d.hold_bridge_id)
             ctx.record("on_hold", bridge=d.hold_bridge_id)
+        # queued once on hold: a caller whose move to hold takes Asterisk seconds (adopted
+        # after a restart while a prompt of the old app still plays) or fails (gone) never
+        # sits at the head of the queue meanwhile, holding up everyone behind them
+        position = ctx.services.join_queue(self.emergency)
+        ctx.record("queued", position=position, emergency=self.emergency)
         if not self.emergency:
             ctx.timers.start(Timer.MAX_WAIT, ctx.settings.queue_max_wait)
         if self.resumed:

@@ -684,6 +684,29 @@ async def test_given_supervisor_hangs_up_during_whisper_then_desk_rests_uncounte
     assert (d.answered_desk, d.answered_at) == (None, None)  # it gave the call back
 
 
+async def test_given_the_move_to_hold_takes_long_then_the_caller_is_not_yet_in_the_queue(
+        ) -> None:
+    # found under load: a caller adopted after an app kill while the old app's greeting
+    # still played took Asterisk 10+ s to move to hold; queued first, they sat at the head
+    # of the queue meanwhile and no other caller was offered a desk (queued -> ringing 28 s)
+    call, tel, _, services = make_call()
+    queued_during_hold: list[list[str]] = []
+    plain_hold = tel.hold
+
+    async def slow_hold(channel_id: str, bridge_id: str) -> None:
+        queued_during_hold.append(services.pool.waiting())
+        await plain_hold(channel_id, bridge_id)
+
+    tel.hold = slow_hold  # type: ignore[method-assign]
+    await call.start()
+
+    await key(call, "123456#1")
+
+    assert queued_during_hold == [[]]  # not queued while being moved
+    assert services.pool.waiting() == ["c1"]  # queued once on hold (desk1 rings for them)
+    assert services.kinds().index("on_hold") < services.kinds().index("queued")
+
+
 async def test_given_the_desk_hangs_up_as_its_supervisor_connects_then_the_call_goes_back(
         ) -> None:
     # found in CI: desk2 pressed 1 and hung up while Asterisk was slow to make the bridge;
