@@ -92,14 +92,15 @@ e2e: install
 # end-to-end suite on PostgreSQL (production), plus the end-to-end tests marked sqlite_too on
 # SQLite (the lab's default, where it behaves differently), in $(E2E_WORKERS) workers. Every
 # test's duration goes to var/test-durations-*.txt (tests/conftest.py); the 10 slowest are
-# printed.
-test: install lint
+# printed. Last, the container stack (test-compose: images, docker-compose.yml, a real call).
+test: install lint docker
 	VERIFYLINE_TEST_DB=sqlite $(PYTEST) tests/unit -q -rfE --durations=10 $(PYTEST_ARGS)
 	VERIFYLINE_TEST_DB=postgresql $(PYTEST) tests/unit -q -rfE --durations=10 $(PYTEST_ARGS)
 	VERIFYLINE_TEST_DB=postgresql $(PYTEST) tests/e2e -n $(E2E_WORKERS) -v -rA --durations=10 \
 	  $(PYTEST_ARGS)
 	VERIFYLINE_TEST_DB=sqlite $(PYTEST) tests/e2e -m sqlite_too -n $(E2E_WORKERS) -v -rA \
 	  --durations=10 $(PYTEST_ARGS)
+	$(COMPOSE_TEST)
 
 # Debian's Docker engine and compose (1.29) for the container stack (docker-compose.yml)
 docker:
@@ -112,11 +113,13 @@ docker:
 
 # the container stack for real: build the images (deploy/images/build.sh, no registry), bring
 # docker-compose.yml up on this slot's ports, call through it, bring it down. with-dockerd.sh
-# uses a running engine, else starts a dockerd of its own and stops it afterwards. Not part of
-# `make test` (see README: how long it takes).
+# uses a running engine, else starts a dockerd of its own and stops it afterwards. `make test`
+# runs it last (README: how long it takes).
+COMPOSE_TEST = bash deploy/images/with-dockerd.sh $(PYTEST) tests/e2e/test_compose.py -m compose \
+	-v -rA --durations=10 $(PYTEST_ARGS)
+
 test-compose: install docker
-	bash deploy/images/with-dockerd.sh $(PYTEST) tests/e2e/test_compose.py -m compose -v -rA \
-	  --durations=10 $(PYTEST_ARGS)
+	$(COMPOSE_TEST)
 
 prompts:
 	@command -v espeak-ng >/dev/null && command -v sox >/dev/null || \
