@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from ari_app.client import AriClient, AriError, AriHttpError, AriNotFound
 from ivr.prompts import SOUND_FOLDER
@@ -32,10 +33,18 @@ class AriTelephony:
         await self.client.play(channel_id, playback_id,
                                [f"sound:{SOUND_FOLDER}/{p}" for p in prompts])
 
-    async def play_to_bridge(self, bridge_id: str, playback_id: str,
-                             prompts: Sequence[str]) -> None:
-        await self.client.play_to_bridge(bridge_id, playback_id,
-                                         [f"sound:{SOUND_FOLDER}/{p}" for p in prompts])
+    async def play_to_each(self, playbacks: Mapping[str, str], prompts: Sequence[str]) -> None:
+        media = [f"sound:{SOUND_FOLDER}/{p}" for p in prompts]
+
+        async def play(channel_id: str, playback_id: str) -> None:
+            try:
+                await self.client.play(channel_id, playback_id, media)
+            except AriHttpError as exc:
+                if not isinstance(exc, AriNotFound) and exc.status != 409:
+                    raise  # 404 gone, 409 just left the app: its hang-up is on its way
+                log.info("playback %s: %s had just hung up (%s)", playback_id, channel_id, exc)
+
+        await asyncio.gather(*(play(c, p) for c, p in playbacks.items()))
 
     async def stop_playback(self, playback_id: str) -> None:
         await self.client.stop_playback(playback_id)

@@ -7,7 +7,7 @@ runtime implements :class:`Timers`; the service layer implements :class:`CallSer
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -30,9 +30,10 @@ class Telephony(Protocol):
     async def play(self, channel_id: str, playback_id: str, prompts: Sequence[str]) -> None:
         """Play catalogue prompts in order as one playback (one PlaybackDone at the end)."""
 
-    async def play_to_bridge(self, bridge_id: str, playback_id: str,
-                             prompts: Sequence[str]) -> None:
-        """Play catalogue prompts to everyone in a bridge (caller and supervisor)."""
+    async def play_to_each(self, playbacks: Mapping[str, str], prompts: Sequence[str]) -> None:
+        """Play the same prompts to each channel at once (``playbacks``: channel id -> its
+        playback's id), bridged or not: each hears them instead of the other party until
+        they end. A channel that has just hung up is skipped (its hang-up is on its way)."""
 
     async def stop_playback(self, playback_id: str) -> None: ...
 

@@ -55,6 +55,31 @@ def test_given_caller_keys_a_number_then_real_prompts_and_never_over_5s_of_silen
     assert the_lab.ended_call_from("07700900101")["warrant_number"] == "123456"
 
 
+def test_given_the_desk_confirms_during_the_reference_then_it_is_read_again_once_bridged(
+        the_lab, listener):
+    # given a desk that answers and presses 1 at once, while the caller's reference is read
+    the_lab.desk("desk1", talk_ms=12000)
+    caller = listener("07700900131")
+
+    # when the caller keys a number and is bridged with it
+    caller.key_number("123456")
+    bridged = caller.bridged_at()
+    poll("two seconds of the bridged call", lambda: time.monotonic() > bridged + 2.5,
+         timeout=10, every=0.1)
+
+    # then the caller hears "your reference is" again (played to each of them, not into
+    # the bridge, where a third party would make Asterisk mix audio for every call)
+    heard = caller.phone.envelope(bridged - 0.3, 2.3)
+    match = similarity(heard, prompt_envelope("en", "reference", 1.0))
+    print(f"\n[figure] reference prompt envelope match once bridged {match:.2f}")
+    assert match > 0.6, "the caller did not hear their reference again once bridged"
+    caller.hang_up()
+    call = the_lab.ended_call_from("07700900131")
+    again = [e for e in the_lab.timeline(call["id"])
+             if e["kind"] == "prompt" and e.get("to") == "caller and desk"]
+    assert len(again) == 1 and again[0]["prompt"].startswith("en/reference+en/digit_")
+
+
 def test_given_no_key_at_all_then_silence_still_never_exceeds_5s(the_lab, listener):
     the_lab.desk("desk2")
     caller = listener("07700900102")

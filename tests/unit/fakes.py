@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,9 +33,10 @@ class FakeTelephony:
     async def play(self, channel_id: str, playback_id: str, prompts: Sequence[str]) -> None:
         self.requests.append(("play", channel_id, playback_id, tuple(prompts)))
 
-    async def play_to_bridge(self, bridge_id: str, playback_id: str,
-                             prompts: Sequence[str]) -> None:
-        self.requests.append(("play_to_bridge", bridge_id, playback_id, tuple(prompts)))
+    async def play_to_each(self, playbacks: Mapping[str, str], prompts: Sequence[str]) -> None:
+        for channel_id, playback_id in playbacks.items():
+            if channel_id not in self.gone:
+                self.requests.append(("play", channel_id, playback_id, tuple(prompts)))
 
     async def stop_playback(self, playback_id: str) -> None:
         self.requests.append(("stop_playback", playback_id))

@@ -21,7 +21,7 @@ from sqlalchemy import select
 
 from ari_app import runtime
 from ari_app.adapter import FALLBACK_CONTEXT, AriTelephony
-from ari_app.client import AriClient, AriEvent
+from ari_app.client import AriClient, AriEvent, AriHttpError
 from ari_app.runtime import CallRuntime
 from ari_app.service import LineService
 from ivr import roster, services
@@ -278,3 +278,33 @@ async def test_given_the_hold_bridge_exists_when_held_again_then_it_is_read_and_
 
     assert [(r.method, r.path) for r in asterisk.requests] == [
         ("POST", "/bridges/c1-hold"), ("GET", "/bridges/c1-hold")]
+
+
+async def test_given_a_desk_just_gone_when_the_reference_is_read_to_each_then_no_error(
+        ) -> None:
+    # given a desk leg gone (404) and one that left the app a moment ago (409)
+    asterisk = ScriptedAsterisk(failures={("POST", "/channels/c1-desk1/play"): 404,
+                                          ("POST", "/channels/c2-desk1/play"): 409})
+    client = AriClient("http://127.0.0.1:8088", "verifyline", "pw", "verifyline",
+                       transport=httpx.MockTransport(asterisk.handle))
+    tel = AriTelephony(client)
+
+    # when the reference is read to caller and desk
+    await tel.play_to_each({"c1": "c1-ref-5", "c1-desk1": "c1-ref-6"}, ["en/reference"])
+    await tel.play_to_each({"c2": "c2-ref-5", "c2-desk1": "c2-ref-6"}, ["en/reference"])
+
+    # then each was asked for, and no error reached the call flow
+    assert [(r.method, r.path, r.params["media"]) for r in asterisk.requests] == [
+        ("POST", f"/channels/{c}/play/{p}", "sound:verifyline/en/reference")
+        for c, p in [("c1", "c1-ref-5"), ("c1-desk1", "c1-ref-6"),
+                     ("c2", "c2-ref-5"), ("c2-desk1", "c2-ref-6")]]
+
+
+async def test_given_another_refusal_when_the_reference_is_read_to_each_then_it_raises(
+        ) -> None:
+    asterisk = ScriptedAsterisk(failures={("POST", "/channels/c1-desk1/play"): 500})
+    client = AriClient("http://127.0.0.1:8088", "verifyline", "pw", "verifyline",
+                       transport=httpx.MockTransport(asterisk.handle))
+
+    with pytest.raises(AriHttpError):
+        await AriTelephony(client).play_to_each({"c1": "p1", "c1-desk1": "p2"}, ["en/reference"])
