@@ -53,6 +53,12 @@ BATCH = 200  # entries applied in one database transaction
 # entries, a few ms apart, and a transaction's fixed cost (1-2 ms of CPU) was most of the
 # journal's cost per call when it took them one by one (benchmarks/journal_apply.py)
 GATHER_SECONDS = 0.01
+# journaled entries go to the database at most this often (group commit): a quiet line's
+# entry is applied at once, a busy line's wait up to this long and go in one transaction.
+# At 10 calls/s, applied after each 10 ms gather, a transaction held ~3 entries: 7 ms of app
+# CPU a call; held ~12, 3 ms (benchmarks/journal_apply.py). The console sees a busy line's
+# events up to this much later (screen-pop target: 100 ms, benchmarks/screenpop.py)
+APPLY_EVERY_SECONDS = 0.04
 
 
 @dataclass(frozen=True)
@@ -207,9 +213,12 @@ class DurableLog(Generic[Op]):
     ``rejected.jsonl`` next to the journal and logged, so one bad row cannot stop the log."""
 
     def __init__(self, journal: Journal, store: Store, codec: Codec[Op],
-                 retry: float = 1.0, gather: float = GATHER_SECONDS) -> None:
+                 retry: float = 1.0, gather: float = GATHER_SECONDS,
+                 apply_every: float = APPLY_EVERY_SECONDS) -> None:
         self.journal = journal
         self.gather = gather
+        self.apply_every = apply_every
+        self._tried_at = float("-inf")  # when the database was last written to (or tried)
         self.store = store
         self.codec = codec
         self.retry = retry
@@ -262,12 +271,19 @@ class DurableLog(Generic[Op]):
         self._thread.join(timeout)
         self.journal.close()
 
+    def _apply_due(self) -> float:
+        """When journaled entries are next to be applied: ``apply_every`` after the last
+        write, ``retry`` after the last failed one (the database is away)."""
+        return self._tried_at + (self.apply_every if self.database_up else self.retry)
+
     def _run(self) -> None:
         self._apply()  # whatever an earlier run left in the journal
         while True:
-            wait = self.retry if self.journal.entries else None
+            wait = (max(0.0, self._apply_due() - time.monotonic())
+                    if self.journal.entries else None)
             try:
-                first = self._queue.get(timeout=wait)
+                first = (self._queue.get(timeout=wait) if wait != 0.0
+                         else self._queue.get_nowait())
             except queue.Empty:
                 self._apply()
                 continue
@@ -296,11 +312,14 @@ class DurableLog(Generic[Op]):
                 with self._idle:
                     self._busy -= len(items)
                     self._idle.notify_all()
-            self._apply()
             if None in batch:
+                self._apply()
                 return
+            if time.monotonic() >= self._apply_due():
+                self._apply()
 
     def _apply(self) -> None:
+        self._tried_at = time.monotonic()
         while self.journal.entries:
             chunk = self.journal.entries[:BATCH]
             try:

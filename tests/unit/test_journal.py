@@ -108,6 +108,45 @@ def test_given_database_down_then_writes_wait_in_the_journal_and_replay_once(tmp
     log.stop()
 
 
+class CountingStore(FlakyStore):
+    """Counts the transactions the writer opens."""
+
+    opened = 0
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        self.opened += 1
+        with super().session() as s:
+            yield s
+
+
+def test_given_a_quiet_line_then_an_entry_is_applied_at_once_and_a_busy_lines_together(
+        tmp_path, db_url):
+    # given a writer that goes to the database at most once a second
+    store = CountingStore(db_url)
+    log = DurableLog(Journal(tmp_path / "journal.log"), store, logops.CODEC, apply_every=1.0)
+    log.start()
+    data = a_call()
+    log.submit(logops.open_entry(data, data.reference))
+    assert log.flush(2)  # a quiet line's entry: at once (nothing was applied before it)
+    before = store.opened
+
+    # when twenty more come 20 ms apart, as a busy line's do (each gathered and fsync'd on
+    # its own: the gather is 10 ms)
+    for i in range(20):
+        log.submit(logops.save_entry(data, f"step_{i}", {}, T0))
+        time.sleep(0.02)
+        assert log.wait_journaled(2)  # on disk at once, whatever the database's pace
+
+    # then they reach the database together: one transaction (two if the 0.4 s of entries
+    # straddled a second), not twenty
+    assert log.flush(3)
+    assert store.opened - before <= 2
+    assert timeline(store)[1:] == [f"step_{i}" for i in range(20)]
+    log.stop()
+    store.dispose()
+
+
 def test_given_a_crash_after_the_commit_then_a_restart_replays_nothing_twice(tmp_path, flaky):
     log = durable(tmp_path, flaky)
     for entry in entries_for(a_call()):
