@@ -66,10 +66,11 @@ class AriTelephony:
         name = _UNSAFE_CALLER_ID.sub("", display)[:60]
         number = _UNSAFE_CALLER_ID.sub("", caller_number)[:40]
         try:
+            # an originate naming the app subscribes it to the new channel at once
+            # (res/ari/resource_channels.c), so the ChannelDestroyed of a leg that never
+            # reaches Stasis (rang out, declined) comes without a subscription request
             await self.client.originate(channel_id, f"{DESK_TECH}/{desk}", "desk",
                                         f'"{name}" <{number}>', int(timeout))
-            # ChannelDestroyed of a leg that never reaches Stasis needs an explicit subscription
-            await self.client.subscribe_channel(channel_id)
         except AriNotFound:
             log.info("desk %s: leg %s was gone at once", desk, channel_id)
             return False
