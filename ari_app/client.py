@@ -162,6 +162,18 @@ class AriEvent:
         return uri.removeprefix("channel:") if uri.startswith("channel:") else ""
 
     @property
+    def desk(self) -> str | None:
+        """The PJSIP endpoint a DeviceStateChanged or EndpointStateChange is about (None:
+        another kind of device, or another event)."""
+        device = str((self.raw.get("device_state") or {}).get("name", ""))
+        if device.startswith("PJSIP/"):
+            return device.removeprefix("PJSIP/")
+        endpoint = self.raw.get("endpoint") or {}
+        if endpoint.get("technology") == "PJSIP" and endpoint.get("resource"):
+            return str(endpoint["resource"])
+        return None
+
+    @property
     def cause(self) -> str:
         return str(self.raw.get("cause_txt") or self.raw.get("cause", ""))
 

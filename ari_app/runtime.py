@@ -104,10 +104,9 @@ class CallServicesImpl:
             log.warning("Call %s: cannot read desk states (%s)", call_key, exc)
             return []
         taken = self.line.pool.reserve(presence, call_key, exclude, every=every)
+        self.line.remember_presence(presence)
         if taken:
-            self.line.publish_desk_states(presence)
-        else:
-            self.line.remember_presence(presence)
+            self.line.publish_desk_states(desks=taken)
         return taken
 
     def release_desk(self, desk: str, talked: bool) -> None:
@@ -134,7 +133,7 @@ class CallServicesImpl:
         st = line.pool.status.get(desk)
         self.data.outcome_owed = (line.settings.outcome_required and st is not None
                                   and st.console_user is not None)
-        line.publish_desk_states()
+        line.publish_desk_states(desks=(desk,))
 
     def desk_not_answered(self, desk: str) -> None:
         if self.line.pool.no_answer(desk):
@@ -146,7 +145,7 @@ class CallServicesImpl:
             self._auto_paused(desk)
         if rest_until is not None:
             # when the rest is over the desk may be offered again: wake whoever waits
-            self.line.wake_at(rest_until)
+            self.line.wake_at(rest_until, desk)
 
     def _auto_paused(self, desk: str) -> None:
         log.warning("desk %s paused after %d unanswered calls in a row", desk,
@@ -167,6 +166,8 @@ class CallServicesImpl:
 
     def record(self, kind: str, detail: dict[str, object]) -> None:
         self.line.log(logops.save_entry(self.data, kind, detail, now()))
+        if kind == "bridged" and self.data.desk is not None:
+            self.line.publish_desk_states(desks=(self.data.desk,))  # now talking
 
 
 class CallRuntime:

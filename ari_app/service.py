@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any, TypeVar
@@ -118,17 +118,18 @@ class LineService:
     def release_desk(self, desk: str, talked: bool, call_key: str) -> None:
         back_at = self.pool.release(desk, talked, call_key=call_key)
         if back_at is not None:
-            self.wake_at(back_at)
-        self.wake_waiting()
+            self.wake_at(back_at, desk)
+        self.wake_waiting(desk)
 
-    def wake_at(self, when: datetime) -> None:
+    def wake_at(self, when: datetime, desk: str | None = None) -> None:
         """Wake waiting callers when a desk's wrap-up or rest is over."""
         delay = max(0.0, (when - now()).total_seconds())
-        asyncio.get_running_loop().call_later(delay, self.wake_waiting)
+        asyncio.get_running_loop().call_later(delay, self.wake_waiting, desk)
 
-    def wake_waiting(self) -> None:
-        """A desk may be free: let waiting callers try again, longest-waiting first."""
-        self.publish_desk_states()
+    def wake_waiting(self, desk: str | None = None) -> None:
+        """A desk (``desk``, or any) may be free: let waiting callers try again,
+        longest-waiting first."""
+        self.publish_desk_states(desks=None if desk is None else (desk,))
         for key in self.pool.waiting():
             runtime = self.calls.get(key)
             if runtime is not None:
@@ -142,17 +143,22 @@ class LineService:
     def remember_presence(self, presence: Mapping[str, DeskPresence]) -> None:
         self._presence = dict(presence)
 
-    def publish_desk_states(self, presence: Mapping[str, DeskPresence] | None = None) -> None:
+    def publish_desk_states(self, presence: Mapping[str, DeskPresence] | None = None,
+                            desks: Iterable[str] | None = None) -> None:
         """Journal each desk's shown state where it changed (ivr.desks.desk_state decides).
         Without ``presence`` (a call event), what the switch said last; its ``in_use`` is
-        not trusted then (a phone just hung up may still look in use)."""
+        not trusted then (a phone just hung up may still look in use). ``desks``: only
+        these changed (a call event's desk); the others are looked at every second
+        (ari_app.loops), as looking at each desk at each call event cost ~3 ms a call."""
         fresh = presence is not None
         if presence is not None:
             self.remember_presence(presence)
         if not self._presence:
             return  # nothing known about the phones yet
         at = now()
-        for desk in self.settings.desks:
+        for desk in self.settings.desks if desks is None else desks:
+            if desk not in self.pool.status:
+                continue  # not one of ours (a device state of another phone)
             p = self._presence.get(desk)
             key = self.pool.reserved_for(desk)
             runtime = self.calls.get(key) if key is not None else None

@@ -64,7 +64,7 @@ class StasisRouter:
             self.post(ev.playback_target, PlaybackDone(ev.playback_id))
             return
         if ev.type in ("EndpointStateChange", "DeviceStateChanged"):
-            line.wake_waiting()  # a desk registered or came free
+            line.wake_waiting(ev.desk)  # a desk registered or came free
             return
         if channel is None:
             return

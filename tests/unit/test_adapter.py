@@ -24,13 +24,14 @@ from ari_app.adapter import FALLBACK_CONTEXT, AriTelephony
 from ari_app.client import AriClient, AriEvent, AriHttpError
 from ari_app.runtime import CallRuntime
 from ari_app.service import LineService
-from ivr import roster, services
+from ivr import logops, roster, services
 from ivr.callflow import Greeting, State
 from ivr.clock import now
 from ivr.config import Settings
 from ivr.models import Call as CallRow
 from ivr.models import EndReason, RosterResult
 from ivr.store import Store
+from ivr.telephony import DeskPresence
 
 T = TypeVar("T")
 CALLER = "1700000000.1"
@@ -308,3 +309,38 @@ async def test_given_another_refusal_when_the_reference_is_read_to_each_then_it_
 
     with pytest.raises(AriHttpError):
         await AriTelephony(client).play_to_each({"c1": "p1", "c1-desk1": "p2"}, ["en/reference"])
+
+
+async def test_given_a_call_event_about_one_desk_then_only_that_desk_is_looked_at_again(
+        tmp_path: Path, db_url: str, store: Store) -> None:
+    # given three registered desks, each shown as free
+    settings = Settings(home=tmp_path / "home", db_url=db_url,
+                        desks=("desk1", "desk2", "desk3"), ari_password="unit")
+    client = AriClient(settings.ari_url, settings.ari_user, "unit", APP,
+                       transport=httpx.MockTransport(ScriptedAsterisk().handle))
+    line = LineService(settings, store, client)
+    await line.prepare()
+    shown: list[tuple[str, str]] = []
+
+    def log(entry: logops.Operation) -> None:
+        if isinstance(entry, logops.SetDeskState):
+            shown.append((entry.desk, entry.state))
+
+    line.log = log  # type: ignore[method-assign]
+    here = DeskPresence(registered=True, in_use=False)
+    line.publish_desk_states({d: here for d in settings.desks})
+    assert sorted(shown) == [("desk1", "free"), ("desk2", "free"), ("desk3", "free")]
+    shown.clear()
+
+    # when desk2 and desk3 are paused, and an event about desk2 alone comes
+    line.pool.set_availability("desk2", True, False)
+    line.pool.set_availability("desk3", True, False)
+    await line.on_event(AriEvent("DeviceStateChanged", {
+        "type": "DeviceStateChanged", "device_state": {"name": "PJSIP/desk2"}}))
+
+    # then desk2's new state is shown at once; desk3's with the next look at every desk
+    assert shown == [("desk2", "paused")]
+    line.publish_desk_states()
+    assert shown == [("desk2", "paused"), ("desk3", "paused")]
+    await line.stop()
+    await client.aclose()
