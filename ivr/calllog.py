@@ -42,15 +42,22 @@ def random_reference() -> str:
         secrets.choice("0123456789") for _ in range(REFERENCE_DIGITS - 1))
 
 
+# statements built once (one per call each: building them was much of their CPU)
+_REFERENCE_TAKEN = select(Encounter.id).where(Encounter.reference == bindparam("b_ref"))
+_CALL_REFERENCE_TAKEN = select(Call.id).where(Call.reference == bindparam("b_ref"))
+_RECENT_LOOKUPS = select(func.count(Call.id)).where(
+    Call.caller_number == bindparam("b_number"), Call.started_at >= bindparam("b_since"),
+    Call.channel_id != bindparam("b_call"), Call.digits_entered != "")
+
+
 def new_reference(session: Session) -> str:
     """A short numeric encounter reference a caller can quote, unique in the store."""
     for _ in range(50):
         ref = random_reference()
         # a call attached to a pre-registered encounter keeps the reference it was read
         # after its own encounter is gone: neither may be drawn again
-        if (session.scalars(select(Encounter.id).where(Encounter.reference == ref)).first()
-                is None and
-                session.scalars(select(Call.id).where(Call.reference == ref)).first() is None):
+        if (session.execute(_REFERENCE_TAKEN, {"b_ref": ref}).first() is None
+                and session.execute(_CALL_REFERENCE_TAKEN, {"b_ref": ref}).first() is None):
             return ref
     raise RuntimeError("could not find a free encounter reference")  # pragma: no cover
 
@@ -177,11 +184,8 @@ def recent_lookups(session: Session, caller_number: str | None, this_call: str,
     A withheld number cannot be counted: withheld callers are many people, not one number."""
     if callers.caller_number(caller_number) is None:
         return 0
-    query = select(func.count(Call.id)).where(
-        Call.caller_number == caller_number, Call.started_at >= since,
-        Call.channel_id != this_call, Call.digits_entered != "",
-    )
-    return int(session.scalar(query) or 0)
+    return int(session.scalar(_RECENT_LOOKUPS, {"b_number": caller_number, "b_since": since,
+                                                "b_call": this_call}) or 0)
 
 
 def ensure_desks(session: Session, desks: Iterable[str]) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, select
 from sqlalchemy.orm import Session
 
 from ivr.models import Encounter, EncounterKind
@@ -21,10 +21,22 @@ def open_device_encounter(session: Session, officer_id: int, at: datetime
     """The officer's open pre-registered encounter at ``at`` (not closed, opened less than
     :data:`PREREGISTRATION_HOURS` before it), the newest first; None when there is none.
     The one rule for "open": the API (ivr.preregistration) and the line's attach both ask it."""
-    since = at - OPEN_FOR
-    return session.scalars(
-        select(Encounter).where(
-            Encounter.officer_id == officer_id, Encounter.kind == EncounterKind.DEVICE.value,
-            Encounter.closed_at.is_(None), Encounter.opened_at > since,
+    return session.scalars(select(Encounter).where(*_open_device(officer_id, at))
+                           .order_by(*_NEWEST)).first()
+
+
+def open_device_reference(session: Session, officer_id: int, at: datetime) -> str | None:
+    """The reference of :func:`open_device_encounter`'s encounter (the line's lookup needs
+    no more: one column, not the ORM object)."""
+    return session.scalar(select(Encounter.reference).where(*_open_device(officer_id, at))
+                          .order_by(*_NEWEST).limit(1))
+
+
+_NEWEST = (Encounter.opened_at.desc(), Encounter.id.desc())
+
+
+def _open_device(officer_id: int, at: datetime) -> tuple[ColumnElement[bool], ...]:
+    """The one rule for an officer's open pre-registered encounter at ``at``."""
+    return (Encounter.officer_id == officer_id, Encounter.kind == EncounterKind.DEVICE.value,
+            Encounter.closed_at.is_(None), Encounter.opened_at > at - OPEN_FOR,
             Encounter.opened_at <= at)
-        .order_by(Encounter.opened_at.desc(), Encounter.id.desc())).first()

@@ -89,12 +89,12 @@ def check_number(store: Store, settings: Settings, digits: str, caller_number: s
         found = roster.lookup(s, digits, at)
         recent = calllog.recent_lookups(s, caller_number, channel_id,
                                         at - timedelta(seconds=settings.rate_window))
-        device = (encounters.open_device_encounter(s, found.officer_id, at)
+        device = (encounters.open_device_reference(s, found.officer_id, at)
                   if found.officer_id is not None else None)
     # this lookup is one more: flag the caller once they go over the rate
     flagged = bool(digits) and recent + 1 > settings.rate_limit
     return LookupResult(found.result, found.officer_id, found.officer_label, flagged,
-                        encounter_reference=device.reference if device else None)
+                        encounter_reference=device)
 
 
 def set_availability(store: Store, desks: Iterable[str], action: str,
