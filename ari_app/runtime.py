@@ -107,6 +107,8 @@ class CallServicesImpl:
         self.line.remember_presence(presence)
         if taken:
             self.line.publish_desk_states(desks=taken)
+            # whoever looked while this pick was under way was told to wait: their turn now
+            self.line.wake_next()
         return taken
 
     def release_desk(self, desk: str, talked: bool) -> None:

@@ -88,6 +88,10 @@ class DeskPool:
         one)? Callers woken out of turn need not even read the desks' presence."""
         return call_key not in self._queue or self._first_unserved() == call_key
 
+    def first_unserved(self) -> str | None:
+        """The caller whose turn it is: the longest-waiting one not ringing a desk."""
+        return self._first_unserved()
+
     def _first_unserved(self) -> str | None:
         ringing = set(self._reserved.values())
         return next((k for k in self.waiting() if k not in ringing), None)

@@ -28,6 +28,7 @@ from ivr import logops, roster, services
 from ivr.callflow import Greeting, State
 from ivr.clock import now
 from ivr.config import Settings
+from ivr.entities import CallData
 from ivr.models import Call as CallRow
 from ivr.models import EndReason, RosterResult
 from ivr.store import Store
@@ -342,5 +343,46 @@ async def test_given_a_call_event_about_one_desk_then_only_that_desk_is_looked_a
     assert shown == [("desk2", "paused")]
     line.publish_desk_states()
     assert shown == [("desk2", "paused"), ("desk3", "paused")]
+    await line.stop()
+    await client.aclose()
+
+
+async def test_given_two_callers_waiting_when_the_first_takes_a_desk_then_the_next_is_woken(
+        tmp_path: Path, db_url: str, store: Store) -> None:
+    # given two free desks and two callers queued, the second of whom looked for a desk while
+    # the first one's pick was under way (out of turn: told to wait)
+    def handle(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/ari/endpoints/PJSIP":
+            return httpx.Response(200, json=[
+                {"technology": "PJSIP", "resource": d, "state": "online", "channel_ids": []}
+                for d in ("desk1", "desk2")])
+        return ScriptedAsterisk().handle(request)
+
+    settings = Settings(home=tmp_path / "home", db_url=db_url, desks=("desk1", "desk2"),
+                        ari_password="unit")
+    client = AriClient(settings.ari_url, settings.ari_user, "unit", APP,
+                       transport=httpx.MockTransport(handle))
+    line = LineService(settings, store, client)
+    await line.prepare()
+    first, second = (CallData(channel_id=c, caller_number="07700900123", reference="412345",
+                              started_at=now())
+                     for c in ("c1", "c2"))
+    woken: list[object] = []
+    waiting = line.calls["c2"] = CallRuntime(line, second)
+    waiting.post = woken.append  # type: ignore[method-assign,assignment]
+    for data in (first, second):
+        line.pool.join(data.channel_id)
+    assert await runtime.CallServicesImpl(line, second).pick_desks("c2", frozenset(),
+                                                                   False) == []
+
+    # when the first caller takes a desk
+    taken = await runtime.CallServicesImpl(line, first).pick_desks("c1", frozenset(), False)
+
+    # then the second is woken at once to take the other (no wait for a device state event
+    # or a retry timer)
+    assert taken == ["desk1"]
+    assert [type(e).__name__ for e in woken] == ["Wake"]
+    assert await runtime.CallServicesImpl(line, second).pick_desks("c2", frozenset(),
+                                                                   False) == ["desk2"]
     await line.stop()
     await client.aclose()
