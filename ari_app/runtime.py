@@ -124,6 +124,8 @@ class CallServicesImpl:
     def leave_queue(self) -> None:
         self.line.pool.leave(self.data.channel_id)
         METRICS.queue_left(self.data.channel_id)
+        if self.data.desk is not None:  # bridged with it: shown talking now
+            self.line.publish_desk_states(desks=(self.data.desk,))
 
     def queue_position(self) -> int:
         return self.line.pool.position(self.data.channel_id)
@@ -168,8 +170,6 @@ class CallServicesImpl:
 
     def record(self, kind: str, detail: dict[str, object]) -> None:
         self.line.log(logops.save_entry(self.data, kind, detail, now()))
-        if kind == "bridged" and self.data.desk is not None:
-            self.line.publish_desk_states(desks=(self.data.desk,))  # now talking
 
 
 class CallRuntime:

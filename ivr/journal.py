@@ -282,8 +282,7 @@ class DurableLog(Generic[Op]):
             wait = (max(0.0, self._apply_due() - time.monotonic())
                     if self.journal.entries else None)
             try:
-                first = (self._queue.get(timeout=wait) if wait != 0.0
-                         else self._queue.get_nowait())
+                first = self._queue.get(timeout=wait)
             except queue.Empty:
                 self._apply()
                 continue

@@ -142,6 +142,24 @@ async def h(tmp_path: Path, db_url: str, store: Store,
     await client.aclose()
 
 
+async def a_line(tmp_path: Path, db_url: str, store: Store, desks: tuple[str, ...],
+                 handle: Callable[[httpx.Request], httpx.Response]
+                 ) -> tuple[Settings, LineService]:
+    """A prepared LineService with these desks on a scripted Asterisk (stop it with stop)."""
+    settings = Settings(home=tmp_path / "home", db_url=db_url, desks=desks,
+                        ari_password="unit")
+    client = AriClient(settings.ari_url, settings.ari_user, "unit", APP,
+                       transport=httpx.MockTransport(handle))
+    line = LineService(settings, store, client)
+    await line.prepare()
+    return settings, line
+
+
+async def stop(line: LineService) -> None:
+    await line.stop()
+    await line.client.aclose()
+
+
 async def greeting_played(h: Harness) -> Request:
     return await until("the greeting to be played", lambda: next(
         (r for r in h.asterisk.requests
@@ -315,12 +333,8 @@ async def test_given_another_refusal_when_the_reference_is_read_to_each_then_it_
 async def test_given_a_call_event_about_one_desk_then_only_that_desk_is_looked_at_again(
         tmp_path: Path, db_url: str, store: Store) -> None:
     # given three registered desks, each shown as free
-    settings = Settings(home=tmp_path / "home", db_url=db_url,
-                        desks=("desk1", "desk2", "desk3"), ari_password="unit")
-    client = AriClient(settings.ari_url, settings.ari_user, "unit", APP,
-                       transport=httpx.MockTransport(ScriptedAsterisk().handle))
-    line = LineService(settings, store, client)
-    await line.prepare()
+    settings, line = await a_line(tmp_path, db_url, store, ("desk1", "desk2", "desk3"),
+                                  ScriptedAsterisk().handle)
     shown: list[tuple[str, str]] = []
 
     def log(entry: logops.Operation) -> None:
@@ -343,8 +357,7 @@ async def test_given_a_call_event_about_one_desk_then_only_that_desk_is_looked_a
     assert shown == [("desk2", "paused")]
     line.publish_desk_states()
     assert shown == [("desk2", "paused"), ("desk3", "paused")]
-    await line.stop()
-    await client.aclose()
+    await stop(line)
 
 
 async def test_given_two_callers_waiting_when_the_first_takes_a_desk_then_the_next_is_woken(
@@ -358,12 +371,7 @@ async def test_given_two_callers_waiting_when_the_first_takes_a_desk_then_the_ne
                 for d in ("desk1", "desk2")])
         return ScriptedAsterisk().handle(request)
 
-    settings = Settings(home=tmp_path / "home", db_url=db_url, desks=("desk1", "desk2"),
-                        ari_password="unit")
-    client = AriClient(settings.ari_url, settings.ari_user, "unit", APP,
-                       transport=httpx.MockTransport(handle))
-    line = LineService(settings, store, client)
-    await line.prepare()
+    _, line = await a_line(tmp_path, db_url, store, ("desk1", "desk2"), handle)
     first, second = (CallData(channel_id=c, caller_number="07700900123", reference="412345",
                               started_at=now())
                      for c in ("c1", "c2"))
@@ -384,5 +392,4 @@ async def test_given_two_callers_waiting_when_the_first_takes_a_desk_then_the_ne
     assert [type(e).__name__ for e in woken] == ["Wake"]
     assert await runtime.CallServicesImpl(line, second).pick_desks("c2", frozenset(),
                                                                    False) == ["desk2"]
-    await line.stop()
-    await client.aclose()
+    await stop(line)
