@@ -3,9 +3,13 @@
 
 from __future__ import annotations
 
-import httpx
+import asyncio
+import contextlib
 
-from ari_app.client import AriClient
+import httpx
+import pytest
+
+from ari_app.client import AriClient, AriNotFound, AriUnavailable
 from ivr.config import Settings
 
 APP = "verifyline"
@@ -297,3 +301,108 @@ async def test_given_the_socket_when_channels_are_added_to_a_bridge_then_that_go
     from ivr import prompts
     assert seen[0].extensions["timeout"]["read"] == MOVE_TIMEOUT
     assert 2 * prompts.seconds("en/greeting") < MOVE_TIMEOUT
+
+
+# --- addChannel's own keep-alive HTTP (no transport given: a real socket on loopback) -------
+
+
+class LoopbackAri:
+    """A stand-in for Asterisk's HTTP server on a loopback port: answers each request with
+    the next of ``answers`` (raw bytes), records each request's head, and counts
+    connections."""
+
+    def __init__(self, answers: list[bytes], close_after_each: bool = False,
+                 silent: bool = False) -> None:
+        self.answers = answers
+        self.close_after_each = close_after_each
+        self.silent = silent
+        self.heads: list[str] = []
+        self.connections = 0
+        self.server: asyncio.Server | None = None
+        self.writers: list[asyncio.StreamWriter] = []
+
+    async def __aenter__(self) -> AriClient:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        port = self.server.sockets[0].getsockname()[1]
+        return AriClient(f"http://127.0.0.1:{port}", "verifyline", "secret", APP)
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self.server is not None
+        for writer in self.writers:
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+        self.server.close()
+        await self.server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        self.writers.append(writer)
+        try:
+            if self.silent:
+                await reader.read()  # reads, never answers
+            while self.answers:
+                self.heads.append((await reader.readuntil(b"\r\n\r\n")).decode())
+                writer.write(self.answers.pop(0))
+                await writer.drain()
+                if self.close_after_each:
+                    break
+        except asyncio.IncompleteReadError:
+            pass
+        writer.close()
+
+
+NO_CONTENT = b"HTTP/1.1 204 No Content\r\nServer: Asterisk\r\nContent-Length: 0\r\n\r\n"
+
+
+async def test_given_no_transport_when_channels_are_added_then_one_kept_alive_connection_serves():
+    # given Asterisk's HTTP server, answering 204 twice
+    ari = LoopbackAri([NO_CONTENT, NO_CONTENT])
+    async with ari as client:
+        # when two calls' channels are moved, one after the other
+        await client.add_to_bridge("c1-bridge", ["c1", "c1-desk1"])
+        await client.add_to_bridge("c2-bridge", ["c2"])
+        await client.aclose()
+
+    # then both went on one connection, as Asterisk reads them, with our credentials
+    assert ari.connections == 1
+    first = ari.heads[0].split("\r\n")
+    assert first[0] == "POST /ari/bridges/c1-bridge/addChannel?channel=c1%2Cc1-desk1 HTTP/1.1"
+    assert "Authorization: Basic dmVyaWZ5bGluZTpzZWNyZXQ=" in first
+    assert ari.heads[1].startswith("POST /ari/bridges/c2-bridge/addChannel?channel=c2 ")
+
+
+async def test_given_a_channel_just_gone_when_added_then_not_found_as_over_httpx():
+    body = b'{"message": "Channel not found"}'
+    ari = LoopbackAri([b"HTTP/1.1 400 Bad Request\r\nContent-Length: %d\r\n\r\n%s"
+                       % (len(body), body)])
+    async with ari as client:
+        with pytest.raises(AriNotFound):
+            await client.add_to_bridge("c1-bridge", ["c1"])
+        await client.aclose()
+
+
+async def test_given_asterisk_closed_the_idle_connection_when_added_then_tried_once_anew():
+    # given a server that closes each connection after one answer (as Asterisk does after
+    # session_keep_alive), the connection kept from the first request is dead
+    ari = LoopbackAri([NO_CONTENT, NO_CONTENT], close_after_each=True)
+    async with ari as client:
+        await client.add_to_bridge("c1-bridge", ["c1"])
+        await asyncio.sleep(0.05)  # the server's close reaches us (at_eof may not be seen)
+
+        # when the next move is asked, then it is answered over a new connection
+        await client.add_to_bridge("c2-bridge", ["c2"])
+        await client.aclose()
+    assert ari.connections == 2
+    assert len(ari.heads) == 2
+
+
+async def test_given_asterisk_never_answers_when_added_then_unavailable_not_a_hang(monkeypatch):
+    # given a server that accepts and reads but never answers
+    ari = LoopbackAri([], silent=True)
+    monkeypatch.setattr("ari_app.client.MOVE_TIMEOUT", 0.2)
+    async with ari as client:
+        # when a move is asked, then it fails as Asterisk unreachable, within its timeout
+        with pytest.raises(AriUnavailable):
+            await client.add_to_bridge("c1-bridge", ["c1"])
+        await client.aclose()
