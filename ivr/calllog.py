@@ -397,6 +397,12 @@ _SET_DESK_STATE = update(_SUPERVISORS).where(_SUPERVISORS.c.desk == bindparam("b
     state=bindparam("b_state"), state_since=bindparam("b_at"))
 
 
+def _last_of_each(rows: list[dict[str, Any]], key: str) -> list[dict[str, Any]]:
+    """The last of the rows for each value of ``key`` (what executing them all in order
+    leaves, for an UPDATE that sets the same columns from each)."""
+    return list({row[key]: row for row in rows}.values())
+
+
 class Batch:
     """The call-log writes of one journal chunk, applied in one transaction with a few bulk
     statements instead of an ORM lookup, flush and NOTIFY per entry.
@@ -530,8 +536,12 @@ class Batch:
         the session read, so the ORM path that follows sees the rows as they now are."""
         s = self.session
         s.flush()
-        queued = [(_UPDATE_CALL, self._updates), (_SET_OFFICER, self._officers),
-                  (_SET_IDLE, self._idle), (_SET_DESK_STATE, self._desk_states),
+        # a row set whole by each of its updates needs only the last: a call's row is
+        # saved with each of its timeline events, several of them in one chunk
+        queued = [(_UPDATE_CALL, _last_of_each(self._updates, "b_id")),
+                  (_SET_OFFICER, self._officers),
+                  (_SET_IDLE, _last_of_each(self._idle, "b_id")),
+                  (_SET_DESK_STATE, _last_of_each(self._desk_states, "b_desk")),
                   (_DESK_CALL_ENDED, self._desk_ends), (_INSERT_EVENTS, self.events)]
         if not any(rows for _, rows in queued):
             return
