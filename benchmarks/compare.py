@@ -110,6 +110,7 @@ class Options:
     product_rate: float
     json_path: Path | None = None
     profile: Path | None = None
+    profile_gil: bool = False
 
 
 def numbers(text: str | None, kind: Callable[[str], Any]) -> tuple[Any, ...]:
@@ -146,6 +147,9 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
                     help="sample the app with py-spy during the product flow (pip install "
                          "py-spy) and write its stacks here; prints where the app spends its "
                          "time (the sampling costs the app CPU: take figures from another run)")
+    ap.add_argument("--profile-gil", action="store_true",
+                    help="with --profile: sample only the thread holding the GIL (py-spy "
+                         "--gil), so a thread waiting for the GIL is not counted as busy")
     args = ap.parse_args(argv)
     flows = tuple(f.strip() for f in args.flows.split(",") if f.strip())
     if not flows or any(f not in FLOWS for f in flows):
@@ -169,7 +173,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
     if product_rate <= 0:
         ap.error("--product-rate must be more than 0")
     return Options(base, flows, args.native_number, find_rates, args.find_seconds, held,
-                   product_rate, args.json_path, args.profile)
+                   product_rate, args.json_path, args.profile, args.profile_gil)
 
 
 # --- the native anchor in the lab ------------------------------------------------------------
@@ -405,7 +409,8 @@ def run_flow(run: load.Lab, opts: Options, flow: str, base: load.Options, tag: s
     number = opts.native_number if flow == "native" else None
     print(f"compare: {tag}: {base.calls} calls at {base.rate:g}/s, talk {base.hold:g} s",
           flush=True)
-    spy = start_profile(run, opts.profile) if flow == "product" and opts.profile else None
+    spy = (start_profile(run, opts.profile, opts.profile_gil)
+           if flow == "product" and opts.profile else None)
     placed = load.place_calls(run, base, work, number, prefix, "compare",
                               native_open if flow == "native" else None)
     if spy is not None:
@@ -465,8 +470,10 @@ def run_flow(run: load.Lab, opts: Options, flow: str, base: load.Options, tag: s
 # --- where the app spends its time ----------------------------------------------------------
 
 
-def start_profile(run: load.Lab, out: Path) -> subprocess.Popen[bytes] | None:
-    """py-spy sampling the app (100 Hz, without pausing it), collapsed stacks to ``out``."""
+def start_profile(run: load.Lab, out: Path,
+                  gil_only: bool = False) -> subprocess.Popen[bytes] | None:
+    """py-spy sampling the app (100 Hz, without pausing it), collapsed stacks to ``out``;
+    ``gil_only``: only the thread holding the GIL at each sample."""
     inst = run.inst
     assert inst is not None
     pid = lab.read_pid(inst.app_pidfile)
@@ -476,7 +483,8 @@ def start_profile(run: load.Lab, out: Path) -> subprocess.Popen[bytes] | None:
               file=sys.stderr)
         return None
     return subprocess.Popen([spy, "record", "--pid", str(pid), "--rate", "100",
-                             "--nonblocking", "--format", "raw", "--output", str(out)],
+                             "--nonblocking", "--format", "raw", "--output", str(out),
+                             *(["--gil"] if gil_only else [])],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
