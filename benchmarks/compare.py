@@ -151,6 +151,8 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
                     help="with --profile: sample only the thread holding the GIL (py-spy "
                          "--gil), so a thread waiting for the GIL is not counted as busy")
     args = ap.parse_args(argv)
+    if args.profile_gil and args.profile is None:
+        ap.error("--profile-gil needs --profile FILE")
     flows = tuple(f.strip() for f in args.flows.split(",") if f.strip())
     if not flows or any(f not in FLOWS for f in flows):
         ap.error(f"--flows: any of {', '.join(FLOWS)}")
@@ -507,7 +509,7 @@ def frame_name(frame: str) -> str:
     return f"{Path(path).as_posix().replace(str(REPO) + '/', '')}:{name}"
 
 
-def profile_summary(path: Path, top: int = 15) -> str:
+def profile_summary(path: Path, top: int = 15, gil_only: bool = False) -> str:
     """Self and inclusive sample shares per function from py-spy's collapsed stacks."""
     self_n: dict[str, int] = {}
     incl_n: dict[str, int] = {}
@@ -529,7 +531,9 @@ def profile_summary(path: Path, top: int = 15) -> str:
         return "no samples"
     ours = {f: n for f, n in incl_n.items()
             if f.startswith(("ivr/", "ari_app/", "ops/"))}
-    out = [f"{total} samples (100 Hz, every thread; py-spy leaves out idle threads)", "",
+    sampled = ("the thread holding the GIL" if gil_only
+               else "every thread; py-spy leaves out idle threads")
+    out = [f"{total} samples (100 Hz, {sampled})", "",
            "| self % | function |", "|---:|---|"]
     out += [f"| {100 * n / total:.1f} | `{f}` |"
             for f, n in sorted(self_n.items(), key=lambda x: -x[1])[:top]]
@@ -673,7 +677,7 @@ def run(opts: Options) -> int:
         if opts.profile is not None and opts.profile.exists():
             print()
             print(f"Where the app spends its time in the product flow ({opts.profile}):")
-            print(profile_summary(opts.profile))
+            print(profile_summary(opts.profile, gil_only=opts.profile_gil))
         return 0 if all(r.ok for r in results.values()) else 1
     finally:
         lab_run.close(base.keep, "compare")
