@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, case, delete, func, insert, select, update
+from sqlalchemy import ScalarSelect, Table, bindparam, case, delete, func, insert, select, update
 from sqlalchemy.orm import Session, selectinload
 
 from ivr import callers, desks, ids
@@ -176,6 +176,13 @@ def attach(session: Session, call: Call, reference: str) -> None:
     if own.kind == EncounterKind.CALL.value and not session.scalars(
             select(Call.id).where(Call.encounter_id == own.id)).first():
         session.delete(own)
+
+
+def recent_lookups_column() -> ScalarSelect[int]:
+    """:func:`recent_lookups` as a column of a statement that asks more at once, with the
+    same bound parameters (b_number, b_since, b_call); its count means nothing for a withheld
+    caller."""
+    return _RECENT_LOOKUPS.scalar_subquery()
 
 
 def recent_lookups(session: Session, caller_number: str | None, this_call: str,

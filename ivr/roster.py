@@ -65,9 +65,7 @@ def lookup(session: Session, digits: str, at: datetime) -> Lookup:
     """Look a keyed warrant number up in the roster (one row's few columns, by a statement
     built once: the ORM object and a statement built per call were most of a lookup's CPU)."""
     row = session.execute(_LOOKUP, {"b_number": digits}).first() if digits else None
-    card = _card(row) if row is not None else None
-    result = classify(card, digits, at)
-    return Lookup(result) if card is None else Lookup(result, card.id, card.label)
+    return lookup_card(_card(row) if row is not None else None, digits, at)
 
 
 class OfficerCard(NamedTuple):
@@ -88,6 +86,22 @@ _CARD_COLUMNS = (Officer.id, Officer.warrant_number, Officer.rank, Officer.name,
                  type_coerce(Officer.status, String), Officer.on_duty_from,
                  Officer.on_duty_until)
 _LOOKUP = select(*_CARD_COLUMNS).where(Officer.warrant_number == bindparam("b_number"))
+
+
+# the officer's columns in a statement that asks more at once (ivr.services.check_number)
+CARD_COLUMNS = _CARD_COLUMNS
+
+
+def card_of(row: Sequence[Any]) -> OfficerCard | None:
+    """The card in the first columns of such a row; None when the officer's columns are null
+    (no officer has the number)."""
+    return None if row[0] is None else _card(row[:len(_CARD_COLUMNS)])
+
+
+def lookup_card(card: OfficerCard | None, digits: str, at: datetime) -> Lookup:
+    """What the roster says about the digits, given the card they found (or None)."""
+    result = classify(card, digits, at)
+    return Lookup(result) if card is None else Lookup(result, card.id, card.label)
 
 
 def _card(row: Sequence[Any]) -> OfficerCard:
@@ -115,9 +129,7 @@ class RosterCopy:
         self.read_at = at
 
     def lookup(self, digits: str, at: datetime) -> Lookup:
-        card = self.cards.get(digits) if digits else None
-        result = classify(card, digits, at)
-        return Lookup(result) if card is None else Lookup(result, card.id, card.label)
+        return lookup_card(self.cards.get(digits) if digits else None, digits, at)
 
 
 @dataclass(frozen=True)

@@ -164,6 +164,13 @@ class Store:
         with self._sessions() as s, s.begin():
             yield s
 
+    @contextmanager
+    def reading(self) -> Iterator[Connection]:
+        """A connection for one statement that only reads: no transaction around it (one
+        statement is its own snapshot), so on PostgreSQL no BEGIN and COMMIT round trips."""
+        with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
+            yield c
+
     def migrate(self) -> None:
         migrate(self.engine)
 
