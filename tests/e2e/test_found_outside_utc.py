@@ -52,31 +52,38 @@ def offset_roster(the_lab: Lab, tmp_path: Path) -> Iterator[None]:
     the_lab.verifyline("roster", "import", str(DEMO_ROSTER))
 
 
-def _call(the_lab: Lab, number: str, warrant: str) -> dict[str, Any]:
-    digits = f"{warrant}#1"
-    caller = the_lab.caller(number, digits, wait_ms=dtmf_ms(digits) + ANNOUNCE_MS + 1500)
-    assert caller.wait() == 0, caller.failure()
-    return the_lab.ended_call_from(number)
+def _calls(the_lab: Lab, warrants: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """Call about each warrant number at once (from number -> warrant); each call logged."""
+    callers = [the_lab.caller(number, f"{warrant}#1",
+                              wait_ms=dtmf_ms(f"{warrant}#1") + ANNOUNCE_MS + 1500)
+               for number, warrant in warrants.items()]
+    for caller in callers:
+        assert caller.wait() == 0, caller.failure()
+    return {warrant: the_lab.ended_call_from(number) for number, warrant in warrants.items()}
 
 
 def _whisper(the_lab: Lab, call: dict[str, Any]) -> str:
     prompts = [e["prompt"] for e in the_lab.timeline(call["id"]) if e["kind"] == "whisper"]
-    assert prompts, f"desk1 heard no whisper for call {call['id']}"
+    assert prompts, f"{call['supervisor']} heard no whisper for call {call['id']}"
     return str(prompts[0])
 
 
 @pytest.mark.sqlite_too
 def test_given_windows_in_non_utc_offsets_when_called_then_duty_is_judged_at_the_instant(
         the_lab, offset_roster):
-    the_lab.desk("desk1")
+    desks = ["desk1", "desk2", "desk3", "desk4"]
+    for desk in desks:
+        the_lab.desk(desk)
     expected = {"700001": "on_duty", "700002": "off_duty", "700003": "on_duty",
                 "700004": "off_duty"}
-    # numbers no other test calls from (the call log is the worker's, shared by its tests)
-    calls = {warrant: _call(the_lab, f"0770090097{i}", warrant)
-             for i, warrant in enumerate(expected, start=1)}
+    # four callers at once, one desk each; numbers no other test calls from (the call log is
+    # the worker's, shared by its tests)
+    calls = _calls(the_lab, {f"0770090097{i}": warrant
+                             for i, warrant in enumerate(expected, start=1)})
 
     got = {w: c["roster_result"] for w, c in calls.items()}
     assert got == expected
+    assert sorted(c["supervisor"] for c in calls.values()) == desks
     for warrant, call in calls.items():
-        assert call["supervisor"] == "desk1" and call["warrant_number"] == warrant
+        assert call["warrant_number"] == warrant
         assert f"result_{expected[warrant]}" in _whisper(the_lab, call)
