@@ -24,7 +24,6 @@ import asyncio
 import base64
 import contextlib
 import itertools
-import json
 import logging
 import re
 import time
@@ -37,6 +36,7 @@ import httpx
 import websockets
 from websockets.asyncio.client import connect
 
+from ivr import jsoncodec
 from ivr.config import Settings
 from ivr.metrics import METRICS
 
@@ -254,7 +254,7 @@ class _SocketRest:
         self._waiting[request_id] = answer
         started = time.monotonic()
         try:
-            await self._send(json.dumps(message))
+            await self._send(jsoncodec.dumps(message))
             raw = await asyncio.wait_for(answer, REQUEST_TIMEOUT)
             took = time.monotonic() - started
             if took > SLOW_REQUEST_SECONDS:
@@ -266,7 +266,7 @@ class _SocketRest:
             self._waiting.pop(request_id, None)
         body = str(raw.get("message_body") or "")
         _raise_for(method, path, int(raw.get("status_code") or 0), body)
-        return json.loads(body) if body else None
+        return jsoncodec.loads(body) if body else None
 
     def answer(self, raw: Mapping[str, Any]) -> None:
         waiting = self._waiting.get(str(raw.get("request_id", "")))
@@ -692,7 +692,7 @@ class EventStream:
 
     async def _dispatch(self, message: str | bytes) -> None:
         try:
-            raw = json.loads(message)
+            raw = jsoncodec.loads(message)
         except ValueError:
             log.error("ARI sent a message that is not JSON: %r", message[:200])
             return

@@ -39,6 +39,7 @@ from sqlalchemy import CursorResult, Table, bindparam, insert, select, update
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 
+from ivr import jsoncodec
 from ivr.metrics import METRICS
 from ivr.models import JournalCheckpoint
 from ivr.store import Store
@@ -103,7 +104,7 @@ class Journal:
             if not raw:
                 continue
             try:
-                item = json.loads(raw)
+                item = jsoncodec.loads(raw)
                 entry = Entry(int(item["seq"]), str(item["op"]), dict(item["args"]))
             except (ValueError, KeyError, TypeError):
                 log.warning("journal %s: dropping a torn entry at byte %d", self.path, good)
@@ -137,7 +138,7 @@ class Journal:
             new.append(Entry(self._next, op, args))
             self._next += 1
         self._file.write(b"".join(
-            json.dumps({"seq": e.seq, "op": e.op, "args": e.args}, default=str).encode() + b"\n"
+            jsoncodec.dumps_bytes({"seq": e.seq, "op": e.op, "args": e.args}) + b"\n"
             for e in new))
         self._file.flush()
         os.fsync(self._file.fileno())
