@@ -178,6 +178,12 @@ def attach(session: Session, call: Call, reference: str) -> None:
         session.delete(own)
 
 
+def lookups_counted(caller_number: str | None) -> bool:
+    """Whether a caller's lookups are counted: a withheld number cannot be, as withheld
+    callers are many people, not one number."""
+    return callers.caller_number(caller_number) is not None
+
+
 def recent_lookups_column() -> ScalarSelect[int]:
     """:func:`recent_lookups` as a column of a statement that asks more at once, with the
     same bound parameters (b_number, b_since, b_call); its count means nothing for a withheld
@@ -189,7 +195,7 @@ def recent_lookups(session: Session, caller_number: str | None, this_call: str,
                    since: datetime) -> int:
     """How many numbers this caller had looked up since ``since`` (other calls than this one).
     A withheld number cannot be counted: withheld callers are many people, not one number."""
-    if callers.caller_number(caller_number) is None:
+    if not lookups_counted(caller_number):
         return 0
     return int(session.scalar(_RECENT_LOOKUPS, {"b_number": caller_number, "b_since": since,
                                                 "b_call": this_call}) or 0)

@@ -18,10 +18,10 @@ _AS_STDLIB = (orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME
 loads: Callable[[str | bytes], Any] = orjson.loads
 
 
-def dumps_bytes(obj: Any, default: Callable[[Any], Any] | None = str) -> bytes:
-    """UTF-8 JSON of ``obj``; what it cannot encode goes through ``default``."""
-    return orjson.dumps(obj, default=default, option=_AS_STDLIB)
+def dumps_bytes(obj: Any) -> bytes:
+    """UTF-8 JSON of ``obj``; what it cannot encode is written as its ``str``."""
+    return orjson.dumps(obj, default=str, option=_AS_STDLIB)
 
 
-def dumps(obj: Any, default: Callable[[Any], Any] | None = str) -> str:
-    return dumps_bytes(obj, default).decode()
+def dumps(obj: Any) -> str:
+    return dumps_bytes(obj).decode()

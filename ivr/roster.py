@@ -81,21 +81,18 @@ class OfficerCard(NamedTuple):
 
 
 _STATUS = {s.value: s for s in OfficerStatus}
-# what a card is made of: the status as stored, turned into its enum by a dict
-_CARD_COLUMNS = (Officer.id, Officer.warrant_number, Officer.rank, Officer.name,
+# what a card is made of (also in statements that ask more at once: services.check_number):
+# the status as stored, turned into its enum by a dict
+CARD_COLUMNS = (Officer.id, Officer.warrant_number, Officer.rank, Officer.name,
                  type_coerce(Officer.status, String), Officer.on_duty_from,
                  Officer.on_duty_until)
-_LOOKUP = select(*_CARD_COLUMNS).where(Officer.warrant_number == bindparam("b_number"))
-
-
-# the officer's columns in a statement that asks more at once (ivr.services.check_number)
-CARD_COLUMNS = _CARD_COLUMNS
+_LOOKUP = select(*CARD_COLUMNS).where(Officer.warrant_number == bindparam("b_number"))
 
 
 def card_of(row: Sequence[Any]) -> OfficerCard | None:
     """The card in the first columns of such a row; None when the officer's columns are null
     (no officer has the number)."""
-    return None if row[0] is None else _card(row[:len(_CARD_COLUMNS)])
+    return None if row[0] is None else _card(row[:len(CARD_COLUMNS)])
 
 
 def lookup_card(card: OfficerCard | None, digits: str, at: datetime) -> Lookup:
@@ -113,7 +110,7 @@ def officer_cards(session: Session) -> list[OfficerCard]:
     """Every officer as the roster copy keeps them. The columns alone, not ORM objects, and
     the status as stored, turned into its enum by a dict: at 200,000 officers the objects and
     the Enum type's conversion were most of a 4-second read."""
-    return [_card(row) for row in session.execute(select(*_CARD_COLUMNS))]
+    return [_card(row) for row in session.execute(select(*CARD_COLUMNS))]
 
 
 class RosterCopy:

@@ -102,8 +102,7 @@ def check_number(store: Store, settings: Settings, digits: str, caller_number: s
             "b_since": at - timedelta(seconds=settings.rate_window),
             "b_at": at, "b_opened_after": encounters.opened_after(at)}).one()
     found = roster.lookup_card(roster.card_of(row) if digits else None, digits, at)
-    # a withheld number cannot be counted: withheld callers are many people, not one number
-    recent = row.recent if callers.caller_number(caller_number) is not None else 0
+    recent = row.recent if calllog.lookups_counted(caller_number) else 0
     # this lookup is one more: flag the caller once they go over the rate
     flagged = bool(digits) and recent + 1 > settings.rate_limit
     return LookupResult(found.result, found.officer_id, found.officer_label, flagged,
