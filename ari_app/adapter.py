@@ -6,7 +6,8 @@ import asyncio
 import contextlib
 import logging
 import re
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 
 from ari_app.client import AriClient, AriError, AriHttpError, AriNotFound
 from ivr.prompts import SOUND_FOLDER
@@ -18,18 +19,64 @@ FALLBACK_CONTEXT = "verifyline-fallback"
 DESK_TECH = "PJSIP"
 _UNSAFE_CALLER_ID = re.compile(r'[^0-9A-Za-z +*#.\-]')
 
+# A channel is not taken out of its bridge (hung up, or moved into another bridge) while a
+# play asked of it is still queued, for at most this long after the play was asked. Asterisk
+# plays to a bridged channel by queueing the file on its bridge channel and having the
+# channel's Stasis thread wait for it (res_stasis_playback.c play_uri ->
+# ast_bridge_channel_queue_playfile_sync). A bridge channel that leaves before it takes that
+# frame frees it only when destroyed, and the waiting thread holds a reference to it: the
+# thread waits out PLAYBACK_TIMEOUT, 600 s (main/bridge_channel.c), reading nothing, so a
+# hang-up does nothing and the desk looks busy for ten minutes. Seen once in CI: the caller
+# left as the desk pressed 1, the app read the reference again to the desk and hung it up
+# milliseconds later. Once the play is 'playing' the hang-up merely cuts it short.
+PLAY_START_WAIT = 1.0
+PLAY_START_POLL = 0.02
+_ASKED_KEPT = 1024  # plays remembered before the old ones are dropped
+
 
 class AriTelephony:
     """Channel and bridge operations for the call state machine, made through ARI."""
 
-    def __init__(self, client: AriClient) -> None:
+    def __init__(self, client: AriClient,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.client = client
+        self._clock = clock
+        # channel id -> (its last playback asked for, when): see PLAY_START_WAIT
+        self._asked: dict[str, tuple[str, float]] = {}
+
+    def _asking_to_play(self, channel_id: str, playback_id: str) -> None:
+        at = self._clock()
+        if len(self._asked) >= _ASKED_KEPT:  # channels that hung up on their own
+            self._asked = {c: a for c, a in self._asked.items()
+                           if at - a[1] < PLAY_START_WAIT}
+        self._asked[channel_id] = (playback_id, at)
+
+    async def _until_plays_started(self, channel_ids: Sequence[str]) -> None:
+        """Wait (bounded) until Asterisk has taken up the last play asked of each channel:
+        commands run in order on a channel, so the earlier ones have been too."""
+        for channel_id in channel_ids:
+            asked = self._asked.pop(channel_id, None)
+            if asked is None:
+                continue
+            playback_id, at = asked
+            while self._clock() - at < PLAY_START_WAIT:
+                try:
+                    state = await self.client.playback_state(playback_id)
+                except AriError:
+                    break
+                if state != "queued":
+                    break
+                await asyncio.sleep(PLAY_START_POLL)
+            else:
+                log.info("playback %s on %s: still queued after %.1f s", playback_id,
+                         channel_id, PLAY_START_WAIT)
 
     async def answer(self, channel_id: str) -> None:
         await self.client.answer(channel_id)
 
     async def play(self, channel_id: str, playback_id: str, prompts: Sequence[str]) -> None:
         # prompts are catalogue names like 'en/greeting'
+        self._asking_to_play(channel_id, playback_id)
         await self.client.play(channel_id, playback_id,
                                [f"sound:{SOUND_FOLDER}/{p}" for p in prompts])
 
@@ -37,6 +84,7 @@ class AriTelephony:
         media = [f"sound:{SOUND_FOLDER}/{p}" for p in prompts]
 
         async def play(channel_id: str, playback_id: str) -> None:
+            self._asking_to_play(channel_id, playback_id)
             try:
                 await self.client.play(channel_id, playback_id, media)
             except AriHttpError as exc:
@@ -58,6 +106,7 @@ class AriTelephony:
                 raise
             joined = channel_id in (await self.client.bridge(bridge_id)).channels
         if not joined:  # adding it again would restart the music
+            await self._until_plays_started([channel_id])
             await self.client.add_to_bridge(bridge_id, [channel_id])
             await self.client.start_moh(bridge_id)
 
@@ -82,6 +131,7 @@ class AriTelephony:
     async def create_bridge(self, bridge_id: str, channel_ids: Sequence[str]) -> bool:
         await self.client.create_bridge(bridge_id)
         try:
+            await self._until_plays_started(channel_ids)  # the caller leaves the holding one
             await self.client.add_to_bridge(bridge_id, channel_ids)
         except AriError as exc:
             # a caller or desk who hung up as the supervisor pressed 1: no empty bridge left
@@ -105,6 +155,7 @@ class AriTelephony:
         await self.client.destroy_bridge(bridge_id)
 
     async def hangup(self, channel_id: str) -> None:
+        await self._until_plays_started([channel_id])
         await self.client.hangup(channel_id)
 
     async def continue_to_fallback(self, channel_id: str) -> None:

@@ -534,6 +534,14 @@ class AriClient:
         await self.request("POST", f"/channels/{channel_id}/play/{playback_id}",
                            {"media": ",".join(media)})
 
+    async def playback_state(self, playback_id: str) -> str | None:
+        """'queued', 'playing', 'done', ...; None once Asterisk no longer has it."""
+        try:
+            found = await self.request("GET", f"/playbacks/{playback_id}")
+        except AriNotFound:
+            return None
+        return str(found.get("state", "")) if isinstance(found, dict) else None
+
     async def stop_playback(self, playback_id: str) -> None:
         await self.ignore_gone("DELETE", f"/playbacks/{playback_id}")
 
