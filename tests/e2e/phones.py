@@ -182,3 +182,21 @@ def control_room(port: int, media_port: int, timeout_s: int = 120
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+@contextlib.contextmanager
+def busy_control_room(port: int) -> Iterator[subprocess.Popen[bytes]]:
+    """A control room that answers every call 486 Busy, for a test whose callers may overflow
+    (an emergency rings it first, a long wait rings it) but that is not about it. With nobody
+    on the port, Asterisk retransmits each unanswered INVITE for 32 s (timer B), after the
+    app gave up on it: the next test's control room then answered a stale INVITE first, and
+    the call it was there for found it gone."""
+    proc = subprocess.Popen(
+        ["sipp", "-sf", str(SCENARIOS / "desk_busy.xml"), "-i", "127.0.0.1", "-p", str(port),
+         "-m", "1000", "-nostdin"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        yield proc
+    finally:
+        proc.kill()
+        proc.wait()

@@ -26,7 +26,7 @@ from ivr.store import Store
 from ops import lab
 from tests.e2e import ports
 from tests.e2e.conftest import LAB_ENV, OVERFLOW_PORT, Lab, poll
-from tests.e2e.phones import ANNOUNCE_MS, SCENARIOS, control_room, dtmf_ms
+from tests.e2e.phones import ANNOUNCE_MS, SCENARIOS, busy_control_room, control_room, dtmf_ms
 
 pytestmark = pytest.mark.e2e
 WRAP_UP = float(LAB_ENV["VERIFYLINE_WRAP_UP"])
@@ -135,15 +135,18 @@ def test_given_a_desk_ignores_rings_then_it_is_paused_and_callers_reach_another(
 
 
 def test_given_five_callers_and_one_supervisor_then_served_in_arrival_order(the_lab):
-    # talks long enough for the first caller to hear their reference and be bridged
-    the_lab.desk("desk2", "desk_answer_hangup", talk_ms=9000)
+    # talks long enough for the first caller to hear their reference, and for all five to be
+    # queued before the first call ends (they arrive a second apart)
+    the_lab.desk("desk2", "desk_answer_hangup", talk_ms=6000)
     numbers = [f"0770090024{i}" for i in range(5)]
     callers = []
-    for n in numbers:
-        callers.append(the_lab.caller(n, "123456#1", scenario="caller_waits", timeout_s=400))
-        time.sleep(1.0)
-    for c in callers:
-        assert c.wait(420) == 0, c.failure()
+    with busy_control_room(OVERFLOW_PORT):  # the last waits over the maximum: overflow
+        for n in numbers:
+            callers.append(the_lab.caller(n, "123456#1", scenario="caller_waits",
+                                          timeout_s=400))
+            time.sleep(1.0)
+        for c in callers:
+            assert c.wait(420) == 0, c.failure()
 
     calls = [the_lab.ended_call_from(n, timeout=30) for n in numbers]
     answered = [c["answered_at"] for c in calls]
@@ -160,6 +163,11 @@ def test_given_five_callers_and_one_supervisor_then_served_in_arrival_order(the_
           + f" s (median {statistics.median(waits):.1f} s); desk free to next ring "
           + ", ".join(f"{o * 1000:.0f}" for o in offers) + " ms after wrap-up")
     assert answered == sorted(answered)
+    # the one desk phone pressed 1 in every whisper and the line heard it each time (a desk's
+    # later calls once reused an old INFO transaction, so its 1 never arrived)
+    confirmed = [e.get("by") for c in calls for e in the_lab.timeline(c["id"])
+                 if e["kind"] == "whisper_done"]
+    assert confirmed == ["key"] * 5
     heard = [e["prompt"] for c in calls[2:] for e in the_lab.timeline(c["id"])
              if e["kind"] == "prompt"]
     assert any("position" in p or "you_are_next" in p for p in heard), \
@@ -168,13 +176,14 @@ def test_given_five_callers_and_one_supervisor_then_served_in_arrival_order(the_
 
 def test_given_callers_waiting_when_one_presses_star_9_then_they_jump_the_queue(the_lab):
     desk = the_lab.desk("desk2", "desk_answer_hangup", talk_ms=9000)
-    first = the_lab.caller("07700900251", "123456#1", scenario="caller_waits")
-    time.sleep(1.0)
-    second = the_lab.caller("07700900252", "123456#1", scenario="caller_waits")
-    time.sleep(1.0)
-    urgent = the_lab.caller("07700900253", "123456#1*9", scenario="caller_waits")
-    for c in (first, second, urgent):
-        assert c.wait(240) == 0, c.failure()
+    with busy_control_room(OVERFLOW_PORT):  # an emergency rings the control room first
+        first = the_lab.caller("07700900251", "123456#1", scenario="caller_waits")
+        time.sleep(1.0)
+        second = the_lab.caller("07700900252", "123456#1", scenario="caller_waits")
+        time.sleep(1.0)
+        urgent = the_lab.caller("07700900253", "123456#1*9", scenario="caller_waits")
+        for c in (first, second, urgent):
+            assert c.wait(240) == 0, c.failure()
 
     calls = {n: the_lab.ended_call_from(n) for n in ("07700900251", "07700900252",
                                                      "07700900253")}
