@@ -67,7 +67,7 @@ class DeskPhone:
     log: Path = field(init=False)
 
     def __post_init__(self) -> None:
-        self.port, self.media_port = ports.desk_ports(ports.next_run())
+        self.port, self.media_port = ports.free_run(ports.desk_ports, "127.0.0.1")
         self.log = self.workdir / f"{self.name}-{self.port}.msg.log"
 
     def start(self) -> None:
@@ -122,7 +122,7 @@ class Caller:
     log: Path = field(init=False)
 
     def __post_init__(self) -> None:
-        self.port, self.media_port = ports.caller_ports(ports.next_run())
+        self.port, self.media_port = ports.free_run(ports.caller_ports, "127.0.0.2")
         self.log = self.workdir / f"caller-{self.port}.msg.log"
         self.errors = self.workdir / f"caller-{self.port}.err.log"
 

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import itertools
 import os
+import socket
+from collections.abc import Callable
 
 MAX_SLOTS = 6
 
@@ -63,6 +65,26 @@ def next_run() -> int:
     """A fresh index per sipp run (a stale retransmission from an earlier run is never eaten);
     the ranges below wrap after 300 runs, long after an earlier run's packets are gone."""
     return next(_runs) % 300
+
+
+def _bindable(ip: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.bind((ip, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_run(pick: Callable[[int], tuple[int, int]], ip: str) -> tuple[int, int]:
+    """The (SIP, media) ports of the next run whose ports are free on ``ip`` now: the blocks
+    lie inside the kernel's ephemeral range (32768-60999), so any process's UDP socket may
+    hold one (CI: a caller's sipp once failed 'Unable to bind main socket, errno = 98')."""
+    for _ in range(300):
+        sip, media = pick(next_run())
+        if _bindable(ip, sip) and all(_bindable(ip, media + k) for k in range(4)):
+            return sip, media
+    raise RuntimeError(f"no free sipp ports on {ip} in 300 runs")
 
 
 def desk_ports(n: int) -> tuple[int, int]:
