@@ -82,7 +82,7 @@ async def test_given_a_play_asked_long_ago_when_hanging_up_then_no_question_aske
     ari, clock = FakeAri({"p1": ["queued"]}), Clock()
     tel = telephony(ari, clock)
     await tel.play("desk", "p1", ["en/whisper"])
-    clock.t += adapter.PLAY_START_WAIT
+    clock.t += adapter.PLAY_START_WAIT + 0.01
 
     await tel.hangup("desk")
 
