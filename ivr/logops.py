@@ -22,7 +22,6 @@ is never changed in meaning — only added, with a default for entries that lack
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -33,7 +32,7 @@ from sqlalchemy.orm import Session
 
 from ivr import calllog, desks
 from ivr.clock import now
-from ivr.entities import PERSISTED_FIELDS, CallData, Legs
+from ivr.entities import PERSISTED_FIELDS, CallData
 from ivr.models import Call, CallPath, EndReason, RosterResult
 
 _DATES = ("started_at", "answered_at", "ended_at", "queued_at")
@@ -295,9 +294,7 @@ def open_entry(data: CallData, reference: str, path: CallPath = CallPath.ARI) ->
 
 def save_entry(data: CallData, kind: str, detail: Mapping[str, object], at: datetime
                ) -> SaveCall:
-    # copies of what the call changes in place; runtime legs are never persisted
-    snapshot = dataclasses.replace(data, flags=set(data.flags), runtime=Legs())
-    return SaveCall(snapshot, kind, dict(detail), at)
+    return SaveCall(data.snapshot(), kind, dict(detail), at)
 
 
 def availability_entry(desk: str, paused: bool, signed_out: bool, reason: str

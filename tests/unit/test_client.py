@@ -9,7 +9,9 @@ import contextlib
 import httpx
 import pytest
 
+from ari_app import client as client_module
 from ari_app.client import AriClient, AriNotFound, AriUnavailable
+from ivr import jsoncodec
 from ivr.config import Settings
 
 APP = "verifyline"
@@ -406,3 +408,36 @@ async def test_given_asterisk_never_answers_when_added_then_unavailable_not_a_ha
         with pytest.raises(AriUnavailable):
             await client.add_to_bridge("c1-bridge", ["c1"])
         await client.aclose()
+
+
+async def test_given_a_socket_that_never_answers_when_a_request_waits_then_unavailable(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # given requests over the websocket, which Asterisk does not answer
+    monkeypatch.setattr(client_module, "REQUEST_TIMEOUT", 0.05)
+    sent: list[str] = []
+
+    async def send(text: str) -> None:
+        sent.append(text)
+
+    rest = client_module._SocketRest(send, None)
+    # when one is made, then it fails as Asterisk unreachable once its time is up, and is
+    # not left waiting for an answer
+    with pytest.raises(AriUnavailable):
+        await rest.request("GET", "/channels", None)
+    assert len(sent) == 1 and not rest._waiting
+
+
+async def test_given_a_socket_when_its_answer_comes_then_the_request_returns_its_body() -> None:
+    # given a socket that answers each request with a body
+    rest: client_module._SocketRest
+
+    async def send(text: str) -> None:
+        asked = jsoncodec.loads(text)
+        asyncio.get_running_loop().call_soon(rest.answer, {
+            "request_id": asked["request_id"], "status_code": 200,
+            "message_body": '[{"id": "1796.1"}]'})
+
+    rest = client_module._SocketRest(send, None)
+    # when a request is made, then its answer is what it returns, well within the timeout
+    assert await rest.request("GET", "/channels", None) == [{"id": "1796.1"}]
+    assert not rest._waiting
