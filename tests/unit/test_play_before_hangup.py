@@ -78,19 +78,24 @@ async def test_given_the_play_is_gone_when_hanging_up_then_at_once() -> None:
     assert ari.made[-2:] == [("state", "p1"), ("hangup", "desk")]
 
 
-async def test_given_a_play_asked_long_ago_when_hanging_up_then_no_question_asked() -> None:
+async def test_given_a_play_asked_long_ago_when_hanging_up_then_no_question_asked(
+        caplog: pytest.LogCaptureFixture) -> None:
     ari, clock = FakeAri({"p1": ["queued"]}), Clock()
     tel = telephony(ari, clock)
     await tel.play("desk", "p1", ["en/whisper"])
     clock.t += adapter.PLAY_START_WAIT + 0.01
 
-    await tel.hangup("desk")
+    with caplog.at_level("INFO", logger="ari_app.adapter"):
+        await tel.hangup("desk")
 
     assert ari.made == [("play", "desk", "p1"), ("hangup", "desk")]
+    # and nothing is said about a wait that never happened (said of every call before)
+    assert "still queued" not in caplog.text
 
 
 async def test_given_a_play_that_stays_queued_then_the_hangup_still_goes_in_bounded_time(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("INFO", logger="ari_app.adapter")
     monkeypatch.setattr(adapter, "PLAY_START_WAIT", 0.1)
     ari = FakeAri({"p1": ["queued"]})  # never taken up
     tel = AriTelephony(cast(AriClient, ari))  # the real clock
@@ -102,6 +107,7 @@ async def test_given_a_play_that_stays_queued_then_the_hangup_still_goes_in_boun
     assert time.monotonic() - asked_at >= 0.1  # it did wait, and then went on regardless
     assert ari.made[1] == ("state", "p1") and ari.made[-1] == ("hangup", "desk")
     assert set(ari.made[1:-1]) == {("state", "p1")}
+    assert "p1 on desk: still queued after 0.1 s" in caplog.text
 
 
 async def test_given_no_play_when_hanging_up_then_only_the_hangup() -> None:
