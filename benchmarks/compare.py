@@ -52,7 +52,10 @@ one fails; prints the most held with none failed.
 
 Exit status 0 only if no call failed and (product) every call was logged exactly once, native
 every call logged once; 1 otherwise; 2 if the lab could not be set up. The machine may be shared:
-CPU figures are noisy (the table prints the machine's CPU over each window).
+CPU figures are noisy (the table prints the machine's CPU over each window). The heading says
+how fast the machine was before the first flow and after the last (``python3 -c 'sum(i*i for i
+in range(20_000_000))'``, CPU seconds; this VM's speed has varied 2.8x between days and 1.4x within
+an hour, so compare milliseconds only at like speeds, and ratios within one run).
 """
 
 from __future__ import annotations
@@ -546,6 +549,22 @@ def profile_summary(path: Path, top: int = 15, gil_only: bool = False) -> str:
 # --- the table -------------------------------------------------------------------------------
 
 
+SPEED_SQUARES = 20_000_000  # docs/benchmarks.md's speed anchor since 2 December
+
+
+def machine_speed(squares: int = SPEED_SQUARES) -> float:
+    """CPU seconds this process takes to sum the first ``squares`` squares: the machine's speed
+    now, in the unit of the table's CPU figures (lower is faster), with nothing of the lab busy."""
+    started = time.process_time()
+    sum(i * i for i in range(squares))
+    return time.process_time() - started
+
+
+def speed_note(before: float, after: float) -> str:
+    return (f"machine speed anchor {before:.2f} s before the first flow, {after:.2f} s after "
+            f"the last (sum of {SPEED_SQUARES:,} squares; lower is faster)")
+
+
 def ratio(a: float | None, b: float | None) -> str:
     if a is None or b is None or b == 0:
         return "-"
@@ -639,6 +658,7 @@ def most_held(run: load.Lab, opts: Options, flow: str) -> tuple[int | None, list
 
 def run(opts: Options) -> int:
     base = opts.base
+    speed_before = machine_speed()
     lab_run = load.new_lab(base, "compare")
     print(f"compare: {', '.join(opts.flows)}; {base.calls} calls each at {base.rate:g}/s "
           f"(product {opts.product_rate:g}/s), "
@@ -666,10 +686,13 @@ def run(opts: Options) -> int:
             extra["most calls held at once, 0 failed"] = {
                 f: "-" if best is None else str(best) for f, (best, _n) in held.items()}
             report["held"] = {f: {"best": b, "steps": n} for f, (b, n) in held.items()}
+        speed_after = machine_speed()
+        report["machine_speed_s"] = {"before": speed_before, "after": speed_after}
         print()
         print(f"Verify Line, product and native anchor: {base.calls} calls per flow, talk "
               f"{base.hold:g} s, {base.desks} desks, recording "
-              f"{'on' if base.recording else 'off'}, {datetime.now().astimezone():%Y-%m-%d}")
+              f"{'on' if base.recording else 'off'}, {datetime.now().astimezone():%Y-%m-%d}; "
+              f"{speed_note(speed_before, speed_after)}")
         print()
         print(table(results, extra))
         if opts.json_path is not None:

@@ -1,4 +1,5 @@
-"""The comparison benchmark's profile options and summary (benchmarks/compare.py), without a lab."""
+"""The comparison benchmark's profile options, summary and machine-speed note
+(benchmarks/compare.py), without a lab."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.compare import parse_args, profile_summary
+from benchmarks.compare import machine_speed, parse_args, profile_summary, speed_note
 
 STACKS = ("main (ops/cli.py:1);run (ivr/callflow.py:2) 3\n"
           "main (ops/cli.py:1);_run (ivr/journal.py:3) 1\n")
@@ -44,3 +45,13 @@ def test_given_a_plain_profile_then_every_thread_is_counted(tmp_path: Path) -> N
 
     assert summary.splitlines()[0] == (
         "4 samples (100 Hz, every thread; py-spy leaves out idle threads)")
+
+
+def test_given_the_machine_timed_before_and_after_then_the_heading_says_both() -> None:
+    # given a short timing (the real one sums 20 million squares, about a second)
+    took = machine_speed(200_000)
+    # then it is a duration, and the heading's note gives both ends of the run
+    assert 0 < took < 5
+    note = speed_note(0.861, 1.234)
+    assert "0.86 s before the first flow, 1.23 s after the last" in note
+    assert "20,000,000 squares" in note
