@@ -74,7 +74,8 @@ class AriTelephony:
                 if state != "queued":
                     break
                 await asyncio.sleep(PLAY_START_POLL)
-            # only a play seen queued until the bound (not one asked before it: not asked)
+            # said only of a play seen still queued at the bound; one asked longer ago was
+            # not asked about, so nothing is known of it
             if state == "queued":
                 log.info("playback %s on %s: still queued after %.1f s", playback_id,
                          channel_id, PLAY_START_WAIT)

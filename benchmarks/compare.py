@@ -54,8 +54,8 @@ Exit status 0 only if no call failed and (product) every call was logged exactly
 every call logged once; 1 otherwise; 2 if the lab could not be set up. The machine may be shared:
 CPU figures are noisy (the table prints the machine's CPU over each window). The heading says
 how fast the machine was before the first flow and after the last (``python3 -c 'sum(i*i for i
-in range(20_000_000))'``, CPU seconds; this VM's speed has varied 2.8x between days and 1.4x within
-an hour, so compare milliseconds only at like speeds, and ratios within one run).
+in range(20_000_000))'``, CPU seconds; docs/benchmarks.md quotes it): compare milliseconds only
+at like speeds, ratios within one run.
 """
 
 from __future__ import annotations
